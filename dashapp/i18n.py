@@ -24,6 +24,151 @@ CATALOG: dict[str, dict[str, str]] = {
     "failure.tls": {"zh": "TLS 错误", "en": "TLS error"},
     "failure.protocol": {"zh": "协议错误", "en": "Protocol error"},
     "failure.other": {"zh": "其他错误", "en": "Other error"},
+    # Command line: configuration problems. Each message starts after "FILE:LINE: SUBJECT: ".
+    "cli.config.subject.defaults": {"zh": "[defaults]", "en": "[defaults]"},
+    "cli.config.subject.named": {"zh": "实例 \"{name}\"", "en": "instance \"{name}\""},
+    "cli.config.subject.numbered": {"zh": "实例 #{number}", "en": "instance #{number}"},
+    "cli.config.unreadable": {
+        "zh": "无法读取配置文件（{reason}）；请检查路径，或用 --config 或 $DBMON_CONFIG 指定文件。",
+        "en": "cannot read the configuration file ({reason}); check the path, "
+              "or set --config or $DBMON_CONFIG."},
+    "cli.config.not_utf8": {
+        "zh": "文件不是有效的 UTF-8（第 {position} 字节）；请以 UTF-8 编码保存。",
+        "en": "the file is not valid UTF-8 (byte {position}); save it as UTF-8."},
+    "cli.config.syntax": {
+        "zh": "TOML 语法错误：{error}；请修正该行。",
+        "en": "invalid TOML: {error}; fix the syntax on that line."},
+    "cli.config.did_you_mean": {"zh": "是否想写 '{candidate}'？", "en": "Did you mean '{candidate}'?"},
+    "cli.config.sentence_gap": {"zh": "", "en": " "},
+    "cli.config.unknown_key_suggested": {
+        "zh": "未知的键 '{option}'；是否想写 '{candidate}'？请更正或删除它。",
+        "en": "unknown key '{option}'; did you mean '{candidate}'? Correct it or remove it."},
+    "cli.config.unknown_key": {
+        "zh": "未知的键 '{option}'；请删除它，或改用以下之一：{allowed}。",
+        "en": "unknown key '{option}'; remove it or use one of: {allowed}."},
+    "cli.config.wrong_type": {
+        "zh": "{option} = {value} 是{actual}，但这里需要{expected}；请写成 {example} 这样的形式。",
+        "en": "{option} = {value} is {actual}, but {expected} is required; write it like {example}."},
+    "cli.config.missing": {
+        "zh": "缺少 {option}；请添加，例如 {example}。",
+        "en": "{option} is missing; add it, e.g. {example}."},
+    "cli.config.blank": {
+        "zh": "{option} = {value} 为空；请写成 {example} 这样的形式。",
+        "en": "{option} = {value} is empty; write it like {example}."},
+    "cli.config.control_character": {
+        "zh": "{option} = {value} 含有控制字符；请删除它。",
+        "en": "{option} = {value} contains a control character; remove it."},
+    "cli.config.host_whitespace": {
+        "zh": "host = {value} 含有空白字符；请只写主机名或 IP 地址。",
+        "en": "host = {value} contains whitespace; write only the host name or IP address."},
+    "cli.config.no_instances": {
+        "zh": "没有配置任何实例；请至少添加一个 [[instances]] 表。",
+        "en": "no instances are configured; add at least one [[instances]] table."},
+    "cli.config.instances_not_list": {
+        "zh": "instances = {value} 不是实例列表；请把每个实例写在各自的 [[instances]] 标题下。",
+        "en": "instances = {value} is not a list of instances; "
+              "write each instance under its own [[instances]] header."},
+    "cli.config.duplicate_name": {
+        "zh": "name = {value} 已被第 {first_line} 行的实例使用；每个实例的名称必须唯一。",
+        "en": "name = {value} is already used by the instance at line {first_line}; "
+              "give each instance a unique name."},
+    "cli.config.unknown_type": {
+        "zh": "type = {value} 不受支持；请使用以下之一：{allowed}。",
+        "en": "type = {value} is not supported; use one of: {allowed}."},
+    "cli.config.port_range": {
+        "zh": "port = {value} 超出范围；请使用 1 到 65535 之间的整数。",
+        "en": "port = {value} is out of range; use an integer from 1 to 65535."},
+    "cli.config.password_both": {
+        "zh": "同时设置了 password 和 password_env；请只保留其中一个。",
+        "en": "password and password_env are both set; keep only one of them."},
+    "cli.config.password_type": {
+        "zh": "password 是{actual}，但这里需要字符串；请用引号括起来，或改用 password_env。",
+        "en": "password is {actual}, but a string is required; put it in quotes, or use password_env."},
+    "cli.config.env_unset": {
+        "zh": "password_env = {value} 指向的环境变量未设置；请在启动前设置 {variable}，或更正变量名。",
+        "en": "password_env = {value} names an environment variable that is not set; "
+              "set {variable} before starting, or correct the name."},
+    "cli.config.redis_database": {
+        "zh": "database = {value} 不是 Redis 数据库编号；请使用不小于 0 的整数，例如 {example}。",
+        "en": "database = {value} is not a Redis database number; "
+              "use an integer of at least 0, e.g. {example}."},
+    "cli.config.tags_items": {
+        "zh": "tags = {value} 只能包含非空字符串；请写成 {example} 这样的形式。",
+        "en": "tags = {value} must contain only non-empty strings; write it like {example}."},
+    "cli.config.not_positive": {
+        "zh": "{option} = {value} 不是正数；请使用大于 0 的秒数，例如 {example}。",
+        "en": "{option} = {value} is not a positive number; use seconds greater than 0, e.g. {example}."},
+    "cli.config.threshold_range": {
+        "zh": "{option} = {value} 小于 1；请使用不小于 1 的整数，例如 {example}。",
+        "en": "{option} = {value} is less than 1; use an integer of at least 1, e.g. {example}."},
+    "cli.config.ssl_mode": {
+        "zh": "ssl_mode = {value} 不是允许的值；请使用以下之一：{allowed}。",
+        "en": "ssl_mode = {value} is not allowed; use one of: {allowed}."},
+    "cli.config.ca_file_unreadable": {
+        "zh": "ca_file = {value} 无法读取（{path}：{reason}）；请指定可读的 PEM 文件，"
+              "相对路径以配置文件所在目录为基准。",
+        "en": "ca_file = {value} cannot be read ({path}: {reason}); give a readable PEM file, "
+              "relative to the configuration file's directory or absolute."},
+    "cli.config.tls_not_redis": {
+        "zh": "tls 只适用于 redis 类型；type = \"{type}\" 的实例请删除 tls，需要加密时设置 ssl_mode。",
+        "en": "tls applies only to type \"redis\"; for type \"{type}\" remove it, "
+              "and set ssl_mode to encrypt the connection."},
+    "cli.config.not_applicable": {
+        "zh": "{option} 不适用于 type = \"{type}\"（只适用于 {allowed}）；请删除它。",
+        "en": "{option} does not apply to type \"{type}\" (only to {allowed}); remove it."},
+    "cli.config.ca_file_without_tls": {
+        "zh": "设置了 ca_file 但未启用 tls；请设置 tls = true，或删除 ca_file。",
+        "en": "ca_file is set but tls is not enabled; set tls = true or remove ca_file."},
+    "cli.config.ca_file_ssl_disabled": {
+        "zh": "设置了 ca_file 但 ssl_mode = \"disable\"；请改用 verify-ca 或 verify-full，或删除 ca_file。",
+        "en": "ca_file is set but ssl_mode = \"disable\"; use verify-ca or verify-full, or remove ca_file."},
+    "cli.config.type.boolean": {"zh": "布尔值", "en": "a boolean"},
+    "cli.config.type.integer": {"zh": "整数", "en": "an integer"},
+    "cli.config.type.float": {"zh": "浮点数", "en": "a float"},
+    "cli.config.type.string": {"zh": "字符串", "en": "a string"},
+    "cli.config.type.array": {"zh": "数组", "en": "an array"},
+    "cli.config.type.table": {"zh": "表", "en": "a table"},
+    "cli.config.type.datetime": {"zh": "日期时间", "en": "a date or time"},
+    "cli.config.expect.table": {"zh": "表", "en": "a table"},
+    "cli.config.expect.string": {"zh": "字符串", "en": "a string"},
+    "cli.config.expect.port": {"zh": "整数（1 到 65535）", "en": "an integer from 1 to 65535"},
+    "cli.config.expect.string_list": {"zh": "字符串列表", "en": "a list of strings"},
+    "cli.config.expect.seconds": {"zh": "正数（秒）", "en": "a positive number of seconds"},
+    "cli.config.expect.threshold": {"zh": "不小于 1 的整数", "en": "an integer of at least 1"},
+    "cli.config.expect.boolean": {"zh": "true 或 false", "en": "true or false"},
+    # Command line: commands, options and output.
+    "cli.description": {
+        "zh": "数据库实例实时状态监控",
+        "en": "Real-time database instance monitor"},
+    "cli.help.check": {"zh": "校验配置文件", "en": "validate the configuration file"},
+    "cli.help.probe": {
+        "zh": "对每个启用的实例并发检测一次，并打印结果",
+        "en": "probe every enabled instance once, concurrently, and print the results"},
+    "cli.help.config": {
+        "zh": "配置文件路径（默认：$DBMON_CONFIG，未设置时为当前目录下的 instances.toml）",
+        "en": "configuration file (default: $DBMON_CONFIG, or instances.toml in the current directory)"},
+    "cli.help.lang": {"zh": "输出语言：zh 或 en（默认 zh）", "en": "output language: zh or en (default zh)"},
+    "cli.help.json": {"zh": "以 JSON 列表输出结果", "en": "print the results as a JSON list"},
+    "cli.check.ok": {
+        "zh": "正常：{path} 中共 {count} 个实例（启用 {enabled} 个）。",
+        "en": "OK: {count} instances in {path} ({enabled} enabled)."},
+    "cli.check.failed": {
+        "zh": "{path}：发现 {count} 个问题，未启动任何检测。",
+        "en": "{path}: {count} problem(s) found; nothing was started."},
+    "cli.probe.column.name": {"zh": "名称", "en": "Name"},
+    "cli.probe.column.type": {"zh": "类型", "en": "Type"},
+    "cli.probe.column.address": {"zh": "地址", "en": "Address"},
+    "cli.probe.column.status": {"zh": "状态", "en": "Status"},
+    "cli.probe.column.latency": {"zh": "延迟", "en": "Latency"},
+    "cli.probe.column.reason": {"zh": "原因", "en": "Reason"},
+    "cli.probe.summary": {
+        "zh": "运行中 {running} 个，异常 {abnormal} 个，已停用未检测 {disabled} 个。",
+        "en": "{running} running, {abnormal} abnormal, {disabled} disabled and not probed."},
+    "cli.probe.none_enabled": {
+        "zh": "没有启用的实例，未进行检测。", "en": "No instance is enabled; nothing was probed."},
+    "cli.probe.no_return": {
+        "zh": "检测在 {seconds} 秒内没有返回", "en": "the probe did not return within {seconds} s"},
+    "cli.probe.raised": {"zh": "检测程序出错：{error}", "en": "the probe raised an error: {error}"},
 }
 
 
