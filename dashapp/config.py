@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 
 from dashapp.i18n import t
@@ -112,8 +112,11 @@ class InstanceConfig:
         return "i" + hashlib.sha1(self.name.encode("utf-8")).hexdigest()[:12]
 
     def same_target(self, other: "InstanceConfig") -> bool:
-        """Tell whether a reload may keep this instance's connection and state."""
-        return self == other
+        """Tell whether a reload may keep this instance's connection and state.
+
+        The line is ignored, so that an edit above an instance does not reset it.
+        """
+        return self == replace(other, line=self.line)
 
 
 @dataclass(frozen=True)

@@ -599,3 +599,13 @@ def test_error_text_lists_problems(tmp_path):
 
     assert str(caught.value).startswith(f"{path}: 1 problem(s)\n{path}:1: instance")
     assert caught.value.path == os.fspath(path)
+
+
+def test_same_target_ignores_line(tmp_path):
+    before = load_config(write(tmp_path, GOOD_MYSQL)).instances[0]
+    after = load_config(write(tmp_path, "# a new comment line\n" + GOOD_MYSQL)).instances[0]
+    moved_port = load_config(write(tmp_path, GOOD_MYSQL.replace("3306", "3307"))).instances[0]
+
+    assert before.line != after.line
+    assert before.same_target(after)
+    assert not before.same_target(moved_port)
