@@ -127,19 +127,21 @@ def _load_or_report(path: str, lang: str) -> Config | None:
         return None
 
 
-def probe_all(instances: list[InstanceConfig], lang: str = DEFAULT_LANG
-              ) -> tuple[list[tuple[InstanceConfig, ProbeResult]], int]:
+def probe_all(instances: list[InstanceConfig], lang: str = DEFAULT_LANG, create_probe=None,
+              grace: float = PROBE_GRACE_S) -> tuple[list[tuple[InstanceConfig, ProbeResult]], int]:
     """Probe every instance once, concurrently, and return the results in configuration order.
 
-    Also returns how many probes had not returned by the deadline: each of those is reported as
-    a timeout, and its thread is still running.
+    Also returns how many probes had not returned `grace` seconds after the longest timeout:
+    each of those is reported as a timeout, and its thread is still running. `create_probe`
+    defaults to dashapp.probes.create_probe.
     """
     if not instances:
         return [], 0
-    # Imported here so that `check` works even while a probe module fails to import.
-    from dashapp.probes import create_probe
+    if create_probe is None:
+        # Imported here so that `check` works even while a probe module fails to import.
+        from dashapp.probes import create_probe
 
-    deadline = max(instance.timeout for instance in instances) + PROBE_GRACE_S
+    deadline = max(instance.timeout for instance in instances) + grace
     executor = ThreadPoolExecutor(max_workers=min(MAX_PROBE_THREADS, len(instances)),
                                   thread_name_prefix="probe")
     futures = [executor.submit(_probe_once, create_probe, instance, lang) for instance in instances]
@@ -244,9 +246,9 @@ def _table_row(instance: InstanceConfig, result: ProbeResult, lang: str) -> list
 
 
 def _format_row(cells: list[str], widths: list[int]) -> str:
-    # The last column is not padded, so a long reason leaves no trailing spaces.
+    # The last column is not padded, and a row without a reason ends without trailing spaces.
     padded = [cell + " " * (width - display_width(cell)) for cell, width in zip(cells[:-1], widths)]
-    return "  ".join([*padded, cells[-1]])
+    return "  ".join([*padded, cells[-1]]).rstrip()
 
 
 def display_width(text: str) -> int:
