@@ -159,10 +159,12 @@ def test_dash_page_served_on_same_port(start_server):
     assert first_message(server)["type"] == events.INSTANCES_STATUS_UPDATE
 
 
-def test_prefixed_dash_behind_stripping_proxy(start_server):
+@pytest.mark.parametrize("root_path", [pytest.param("", id="no-root-path"),
+                                       pytest.param("/monitor", id="root-path")])
+def test_prefixed_dash_behind_stripping_proxy(start_server, root_path):
     # A proxy serving /monitor/ strips the prefix; Dash still writes /monitor/ into its URLs.
     dash_app = make_dash_app(requests_pathname_prefix="/monitor/", routes_pathname_prefix="/")
-    server = start_server(dash_app=dash_app, root_path="/monitor")
+    server = start_server(dash_app=dash_app, root_path=root_path)
     status, page = http_get(server.http_url("/"))
     scripts = re.findall(r'<script src="([^"]+)"', page)
     # What the browser requests under /monitor/ reaches the server with the prefix stripped.
