@@ -152,8 +152,9 @@ class PushHub:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         if sender.done() and not sender.cancelled() and sender.exception() is not None:
-            log.error("sending to page %s failed", client.address, exc_info=sender.exception())
             client.close_code = client.close_code or CLOSE_INTERNAL_ERROR
+            log.error("pushing to page %s failed; closing it with code %d", client.address,
+                      client.close_code, exc_info=sender.exception())
         if client.close_code is not None:
             await self._close(client)
 

@@ -344,6 +344,35 @@ def test_server_shutdown_closes_pages(start_stack):
     assert closed.rcvd.code in (1001, 1012)
 
 
+class UnreadableStore(MemoryStateStore):
+    """A store whose snapshot fails, as a Redis-backed store does while Redis is down."""
+
+    def snapshot(self):
+        raise ConnectionError("store unreachable")
+
+
+def test_snapshot_failure_closes_1011(caplog):
+    store = UnreadableStore()
+    store.configure(DEFAULT_INSTANCES)
+    hub = PushHub(store, metrics_interval=60.0)
+    server = LiveServer(create_asgi_app(make_dash_app(), hub)).start()
+
+    async def scenario():
+        async with open_socket(server) as websocket:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(websocket.recv(), 10)
+            return closed.value
+
+    try:
+        closed = run(scenario())
+    finally:
+        server.stop()
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 1011
+    assert any("pushing to page" in record.getMessage() for record in caplog.records
+               if record.name == "dashapp.push" and record.levelname == "ERROR")
+
+
 # --- what pages send -----------------------------------------------------------------------
 
 def test_ping_gets_pong(start_stack):
