@@ -7,7 +7,7 @@
  * dash_clientside.set_props, only on the components whose props changed.
  *
  * Names, tags and reasons are only ever passed as strings in `children`, which React renders
- * as text, so markup in a name shows literally. This file holds no UI text: every string
+ * as text, so markup in a name shows literally. This file contains no UI text: every string
  * comes from the catalog.
  */
 (function () {
@@ -16,7 +16,7 @@
     // Reconnect after 1, 2, 4, 8 and 16 s, then every 30 s forever: a wall screen never gives up.
     var RECONNECT_DELAYS_S = [1, 2, 4, 8, 16];
     var RECONNECT_EVERY_S = 30;
-    // The hub sends a heartbeat every 5 s; three missed ones mean the data can no longer be trusted.
+    // The hub sends a heartbeat every 5 s, so three missed ones mean the data can no longer be trusted.
     var STALE_AFTER_MS = 15000;
     // A handshake that neither opens nor fails (a stopped server process) is abandoned after this.
     var CONNECT_TIMEOUT_MS = 10000;
@@ -30,7 +30,7 @@
     var DETAIL_ORDER = ['version', 'role', 'uptime', 'uptime_s', 'connections', 'max_connections',
                         'memory', 'memory_bytes', 'used_memory', 'read_only', 'in_recovery'];
 
-    var page = null;       // state of the rendered page; replaced when the page is rendered again
+    var page = null;       // state of the rendered page, replaced when the page is rendered again
     var applied = {};      // id -> JSON of the props last set, so unchanged props are never sent again
 
     // Apply the stored theme before Dash renders, so a dark wall screen never flashes white.
@@ -260,7 +260,6 @@
             plot_bgcolor: 'rgba(0,0,0,0)',
             font: {color: dark ? '#dee2e6' : '#212529', size: 15},
             margin: {l: 40, r: 10, t: 10, b: 40},
-            height: 260,
             legend: {orientation: 'h', y: -0.12},
             uirevision: 'overview'
         };
@@ -302,6 +301,11 @@
         }});
 
         var types = Object.keys(summary.by_type);
+        var tallest = Math.max.apply(null, [0].concat(types.map(function (type) {
+            return Object.keys(summary.by_type[type]).reduce(function (sum, status) {
+                return sum + summary.by_type[type][status];
+            }, 0);
+        })));
         var typeLabels = types.map(function (type) {
             return page.catalog['ui.type.' + type] !== undefined ? text('ui.type.' + type) : type;
         });
@@ -319,7 +323,8 @@
             layout: chartLayout({
                 barmode: 'stack',
                 legend: {orientation: 'h', y: -0.15, traceorder: 'normal'},
-                yaxis: {rangemode: 'tozero', tickformat: 'd'}
+                // Counts are whole numbers: one tick per instance while the bars are short.
+                yaxis: tallest <= 10 ? {rangemode: 'tozero', dtick: 1} : {rangemode: 'tozero', tickformat: 'd'}
             })
         }});
     }
@@ -430,7 +435,7 @@
     function applyChange(message) {
         var instance = message.instance;
         if (!instance || !Object.prototype.hasOwnProperty.call(page.instances, instance.key)) {
-            return;  // not on this page; a snapshot with the new set of instances follows a reload
+            return;  // not on this page: a snapshot with the new set of instances follows a reload
         }
         page.instances[instance.key] = instance;
         renderCard(instance);
@@ -609,7 +614,9 @@
         },
 
         onSocketState: function (state) {
-            if (page === null || !state) {
+            // Dash also calls this when the page is inserted, with no state or the component's
+            // default one, which has no event time stamp: only real socket events count.
+            if (page === null || !state || state.timeStamp === undefined) {
                 return;
             }
             var conn = page.connection;
@@ -641,6 +648,11 @@
         },
 
         onTheme: function (dark) {
+            // The switch is rendered without a value and `start` sets it from the stored theme,
+            // so the call Dash makes when the page is inserted cannot overwrite that theme.
+            if (typeof dark !== 'boolean') {
+                return;
+            }
             var theme = dark ? 'dark' : 'light';
             applyTheme(theme);
             try {
@@ -654,6 +666,10 @@
         },
 
         onLanguageSwitch: function (clicks, config) {
+            if (!clicks) {
+                // Dash calls this when the page is inserted, before any click.
+                return [window.dash_clientside.no_update, window.dash_clientside.no_update];
+            }
             var next = config.lang === 'zh' ? 'en' : 'zh';
             return [next, '?lang=' + next];
         },

@@ -18,16 +18,19 @@ def card_id(key: str, part: str | None = None) -> str:
 def instance_card(instance: dict, lang: str) -> html.Div:
     """Build the card of one instance from InstanceState.to_dict().
 
-    Status, latency, problem and details are filled in here for the first paint; the browser
-    formats times in its own time zone and keeps every part current from then on.
+    Status, latency and problem are filled in here for the first paint. The browser adds the
+    times (in its own time zone) and the details, and keeps every part current from then on.
     """
     key = instance["key"]
     status = instance["status"]
 
     header = html.Div([
         html.Div(instance["name"], id=card_id(key, "name"), className="card-name"),
-        html.Span(t(f"status.{status}", lang), id=card_id(key, "status"),
-                  className=f"status-badge status-{status}"),
+        html.Div([
+            html.Span(t(f"status.{status}", lang), id=card_id(key, "status"),
+                      className=f"status-badge status-{status}"),
+            html.Span(t("ui.stale.badge", lang), className="stale-badge"),
+        ], className="card-badges"),
     ], className="card-head")
 
     meta = html.Div([
@@ -36,7 +39,6 @@ def instance_card(instance: dict, lang: str) -> html.Div:
             t(f"ui.type.{instance['type']}", lang),
         ], className="card-type"),
         html.Span(f"{instance['host']}:{instance['port']}", className="card-address"),
-        html.Span(t("ui.stale.badge", lang), className="stale-badge"),
     ], className="card-meta")
 
     tags = html.Div([html.Span(tag, className="tag-badge") for tag in instance["tags"]],

@@ -27,10 +27,16 @@ CHART_IDS = {"status_share": "chart-status-share", "by_type": "chart-by-type"}
 
 _GRAPH_CONFIG = {"displayModeBar": False, "responsive": True}
 
+# A responsive graph fills its container, which has no height of its own: without one, the
+# plot overflows onto whatever follows it.
+_GRAPH_STYLE = {"height": "17rem"}
+
 
 def status_share_graph() -> dcc.Graph:
-    return dcc.Graph(id=CHART_IDS["status_share"], className="overview-chart", config=_GRAPH_CONFIG)
+    return dcc.Graph(id=CHART_IDS["status_share"], className="overview-chart", config=_GRAPH_CONFIG,
+                     style=_GRAPH_STYLE)
 
 
 def status_by_type_graph() -> dcc.Graph:
-    return dcc.Graph(id=CHART_IDS["by_type"], className="overview-chart", config=_GRAPH_CONFIG)
+    return dcc.Graph(id=CHART_IDS["by_type"], className="overview-chart", config=_GRAPH_CONFIG,
+                     style=_GRAPH_STYLE)

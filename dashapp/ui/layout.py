@@ -95,8 +95,8 @@ def _header(lang: str) -> html.Div:
                 html.Span(t("ui.connection.connecting", lang), id="connection-label"),
                 html.Span("", id="connection-retry", className="connection-retry"),
             ], id="connection-indicator", className="connection connection-connecting", role="status"),
-            dbc.Switch(id="theme-switch", label=t("ui.theme.dark", lang), value=False,
-                       className="theme-switch"),
+            # No value here: the browser sets it from the theme stored in localStorage.
+            dbc.Switch(id="theme-switch", label=t("ui.theme.dark", lang), className="theme-switch"),
             dbc.Button(t("ui.lang.switch", lang), id="lang-switch", size="sm", outline=True,
                        color="secondary", className="lang-switch"),
         ], className="overview-controls"),
