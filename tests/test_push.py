@@ -182,15 +182,15 @@ class PageView:
             self._apply_change(message)
 
     def _apply_change(self, change: dict) -> None:
-        shown = self.instances[change["instance"]["key"]]
-        if shown["since"] is not None and change["at"] <= shown["since"]:
+        displayed = self.instances[change["instance"]["key"]]
+        if displayed["since"] is not None and change["at"] <= displayed["since"]:
             return
-        if change["previous"] != shown["status"]:
-            self.gaps.append(f"{change['name']}: shown {shown['status']}, change from {change['previous']}")
+        if change["previous"] != displayed["status"]:
+            self.gaps.append(f"{change['name']}: shown {displayed['status']}, change from {change['previous']}")
         self.instances[change["instance"]["key"]] = change["instance"]
 
 
-def shown_fields(instance: dict) -> tuple:
+def status_fields(instance: dict) -> tuple:
     return instance["status"], instance["since"], instance["reason"], instance["failure"]
 
 
@@ -248,12 +248,12 @@ def test_connect_during_changes_loses_nothing(start_stack):
         return views
 
     views = run(scenario())
-    expected = {state.key: shown_fields(state.to_dict()) for state in stack.store.snapshot()}
+    expected = {state.key: status_fields(state.to_dict()) for state in stack.store.snapshot()}
     expected_summary = stack.store.summary()
     for index, view in enumerate(views):
         assert view.first_type == events.INSTANCES_STATUS_UPDATE, f"page {index}"
         assert view.gaps == [], f"page {index}"
-        assert {key: shown_fields(item) for key, item in view.instances.items()} == expected, f"page {index}"
+        assert {key: status_fields(item) for key, item in view.instances.items()} == expected, f"page {index}"
         assert view.summary == expected_summary, f"page {index}"
 
 
