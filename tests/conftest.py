@@ -1,0 +1,98 @@
+"""Shared pytest fixtures. The servers themselves live in tests/servers.py."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import uuid
+
+import pytest
+
+from dashapp.config import InstanceConfig
+import servers
+
+# The shared development servers (never stopped or reconfigured by tests).
+SHARED_PORTS = {"mysql": 3306, "redis": 6379, "postgresql": 5432, "tcp": 6379}
+SHARED_USERS = {"mysql": "root", "redis": None, "postgresql": "postgres", "tcp": None}
+SHARED_DATABASES = {"mysql": None, "redis": None, "postgresql": "postgres", "tcp": None}
+
+THROWAWAY_POSTGRES_PASSWORD = "throwaway-Pg-1"
+
+_instance_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_instance():
+    """Return a builder of InstanceConfig on 127.0.0.1 with a unique name and a 3 s timeout."""
+
+    def build(type: str, port: int | None = None, **fields) -> InstanceConfig:
+        fields.setdefault("name", f"{type}-{next(_instance_numbers)}")
+        fields.setdefault("host", servers.LOOPBACK)
+        fields.setdefault("timeout", 3.0)
+        if port is None:
+            port = SHARED_PORTS[type]
+            fields.setdefault("user", SHARED_USERS[type])
+            fields.setdefault("database", SHARED_DATABASES[type])
+        return InstanceConfig(type=type, port=port, **fields)
+
+    return build
+
+
+@pytest.fixture
+def unique_name():
+    """Return a builder of names unique to this test run, for users on the shared servers."""
+    return lambda prefix: f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis_server():
+    with servers.RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_datadir(tmp_path_factory):
+    return servers.make_mariadb_datadir(tmp_path_factory.mktemp("mariadb-template"))
+
+
+@pytest.fixture
+def mariadb_server(mariadb_datadir):
+    with servers.MariaDBServer(mariadb_datadir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_datadir():
+    datadir = servers.make_postgres_datadir(THROWAWAY_POSTGRES_PASSWORD)
+    yield datadir
+    shutil.rmtree(datadir.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_server(postgres_datadir):
+    """A throwaway PostgreSQL with password logins (the shared one trusts every local login)."""
+    with servers.PostgresServer(postgres_datadir) as server:
+        yield server
+
+
+@pytest.fixture
+def silent_listener():
+    with servers.SilentListener() as listener:
+        yield listener
+
+
+@pytest.fixture
+def full_backlog_listener():
+    with servers.FullBacklogListener() as listener:
+        yield listener
+
+
+@pytest.fixture
+def refusing_port():
+    with servers.RefusingPort() as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    return servers.make_tls_files(tmp_path_factory.mktemp("tls"))
