@@ -27,8 +27,9 @@
     var TOAST_MAX = 6;
     var THEME_KEY = 'dbmon.theme';
     var STATUS_RANK = {abnormal: 0, degraded: 1, pending: 2, maintenance: 3, running: 4};
-    var DETAIL_ORDER = ['version', 'role', 'uptime', 'uptime_s', 'connections', 'max_connections',
-                        'memory', 'memory_bytes', 'used_memory', 'read_only', 'in_recovery'];
+    var DETAIL_ORDER = ['version', 'role', 'uptime', 'uptime_s', 'connections', 'threads_connected',
+                        'connected_clients', 'max_connections', 'memory', 'memory_bytes', 'used_memory',
+                        'read_only', 'replica', 'in_recovery'];
 
     var page = null;       // state of the rendered page, replaced when the page is rendered again
     var applied = {};      // id -> JSON of the props last set, so unchanged props are never sent again
