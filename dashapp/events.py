@@ -20,24 +20,55 @@ def _envelope(event_type: str, **fields) -> dict:
     return {"type": event_type, "server_time": to_iso(utc_now()), **fields}
 
 
+class SummaryCounter:
+    """Totals by status, by type and by tag, kept current one transition at a time.
+
+    A store with thousands of instances updates these counts on each transition instead of
+    walking every instance, so a burst of transitions costs the same per transition at any size.
+    """
+
+    def __init__(self, states: Iterable[InstanceState] = ()):
+        self._total = 0
+        self._by_status: Counter = Counter({status.value: 0 for status in Status})
+        self._by_type: dict[str, Counter] = {}
+        self._by_tag: dict[str, Counter] = {}
+        for state in states:
+            self.add(state.type, state.tags, state.status)
+
+    def add(self, instance_type: str, tags: Iterable[str], status: Status, count: int = 1) -> None:
+        self._total += count
+        self._by_status[status.value] += count
+        self._by_type.setdefault(instance_type, Counter())[status.value] += count
+        for tag in tags:
+            self._by_tag.setdefault(tag, Counter())[status.value] += count
+
+    def move(self, instance_type: str, tags: Iterable[str], previous: Status, current: Status) -> None:
+        tags = list(tags)
+        self.add(instance_type, tags, previous, -1)
+        self.add(instance_type, tags, current, 1)
+
+    def as_dict(self) -> dict:
+        return {
+            "total": self._total,
+            "by_status": dict(self._by_status),
+            "by_type": _positive_counts(self._by_type),
+            "by_tag": _positive_counts(self._by_tag),
+        }
+
+
+def _positive_counts(groups: dict[str, Counter]) -> dict[str, dict[str, int]]:
+    """Drop statuses a group no longer has, and groups with no instance left."""
+    result = {}
+    for name in sorted(groups):
+        counts = {status: count for status, count in groups[name].items() if count > 0}
+        if counts:
+            result[name] = counts
+    return result
+
+
 def summarize(states: Iterable[InstanceState]) -> dict:
     """Count instances by status, by type (split by status) and by tag (split by status)."""
-    totals = Counter({status.value: 0 for status in Status})
-    by_type: dict[str, Counter] = {}
-    by_tag: dict[str, Counter] = {}
-    count = 0
-    for state in states:
-        count += 1
-        totals[state.status.value] += 1
-        by_type.setdefault(state.type, Counter())[state.status.value] += 1
-        for tag in state.tags:
-            by_tag.setdefault(tag, Counter())[state.status.value] += 1
-    return {
-        "total": count,
-        "by_status": dict(totals),
-        "by_type": {name: dict(counts) for name, counts in sorted(by_type.items())},
-        "by_tag": {name: dict(counts) for name, counts in sorted(by_tag.items())},
-    }
+    return SummaryCounter(states).as_dict()
 
 
 def instances_status_update(states: list[InstanceState], summary: dict) -> dict:

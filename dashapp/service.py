@@ -1,7 +1,7 @@
 """Wiring of the running service: configuration, store, scheduler, pages and push hub.
 
-`app.py` and `python -m dashapp serve` only parse arguments and call `run`; tests and benchmarks
-build the same Service in-process.
+`app.py` only parses arguments and calls `run`; tests and benchmarks build the same Service
+in-process.
 """
 
 from __future__ import annotations

@@ -228,3 +228,24 @@ def test_concurrent_records_make_consistent_transitions(store_and_clock):
         thread.join()
     assert len(transitions) == 20 * 50
     assert all(state.status == Status.RUNNING for state in store.snapshot())
+
+
+def test_kept_summary_matches_recount(store_and_clock):
+    from dashapp.events import summarize
+    import random
+
+    store, clock = store_and_clock
+    types = ["redis", "mysql", "postgresql", "tcp"]
+    tags = [(), ("prod",), ("prod", "订单"), ("报表",)]
+    instances = [make_instance(f"n{i}", type=types[i % 4], port=7000 + i, tags=tags[i % 4]) for i in range(40)]
+    store.configure(instances)
+    chooser = random.Random(7)
+    for step in range(400):
+        name = f"n{chooser.randrange(40)}"
+        if step % 37 == 0:
+            store.set_maintenance(name, chooser.random() < 0.5)
+        elif chooser.random() < 0.5:
+            store.record(name, ok(clock, 1))
+        else:
+            store.record(name, refused(clock, 1))
+    assert store.summary() == summarize(store.snapshot())

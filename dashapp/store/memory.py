@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import threading
 from typing import Callable, Iterable
@@ -23,6 +23,7 @@ class MemoryStateStore(StateStore):
         self._configs: dict[str, InstanceConfig] = {}
         self._states: dict[str, InstanceState] = {}
         self._listeners: list[EventListener] = []
+        self._summary = events.SummaryCounter()
 
     def configure(self, instances: Iterable[InstanceConfig]) -> None:
         with self._lock:
@@ -37,8 +38,9 @@ class MemoryStateStore(StateStore):
                     states[instance.name] = _new_state(instance)
             self._configs = configs
             self._states = states
+            self._summary = events.SummaryCounter(states.values())
             snapshot = self._copy_states()
-        summary = events.summarize(snapshot)
+            summary = self._summary.as_dict()
         self._emit(events.instances_status_update(snapshot, summary))
         self._emit(events.status_summary_update(summary))
 
@@ -48,10 +50,10 @@ class MemoryStateStore(StateStore):
             if state is None:
                 return None
             transition = apply_result(state, self._configs[name], result)
-            changed = copy.deepcopy(state) if transition else None
-            snapshot = self._copy_states() if transition else None
-        if transition:
-            self._announce(transition, changed, snapshot)
+            if transition is None:
+                return None
+            changed, summary = self._count(state, transition)
+        self._announce(transition, changed, summary)
         return transition
 
     def set_maintenance(self, name: str, on: bool, reason: str | None = None) -> Transition | None:
@@ -60,23 +62,24 @@ class MemoryStateStore(StateStore):
             if state is None:
                 return None
             transition = apply_maintenance(state, on, reason, self._clock())
-            changed = copy.deepcopy(state) if transition else None
-            snapshot = self._copy_states() if transition else None
-        if transition:
-            self._announce(transition, changed, snapshot)
+            if transition is None:
+                return None
+            changed, summary = self._count(state, transition)
+        self._announce(transition, changed, summary)
         return transition
 
     def get(self, name: str) -> InstanceState | None:
         with self._lock:
             state = self._states.get(name)
-            return copy.deepcopy(state) if state else None
+            return _copy(state) if state else None
 
     def snapshot(self) -> list[InstanceState]:
         with self._lock:
             return self._copy_states()
 
     def summary(self) -> dict:
-        return events.summarize(self.snapshot())
+        with self._lock:
+            return self._summary.as_dict()
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         with self._lock:
@@ -90,13 +93,18 @@ class MemoryStateStore(StateStore):
         return unsubscribe
 
     def _copy_states(self) -> list[InstanceState]:
-        return [copy.deepcopy(state) for state in self._states.values()]
+        return [_copy(state) for state in self._states.values()]
 
-    def _announce(self, transition: Transition, state: InstanceState, snapshot: list[InstanceState]) -> None:
+    def _count(self, state: InstanceState, transition: Transition) -> tuple[InstanceState, dict]:
+        """Count a transition in the totals; return a copy of the state and the new totals (under the lock)."""
+        self._summary.move(state.type, state.tags, transition.previous, transition.current)
+        return _copy(state), self._summary.as_dict()
+
+    def _announce(self, transition: Transition, state: InstanceState, summary: dict) -> None:
         log.info("instance=%s status %s -> %s reason=%s", transition.name, transition.previous.value,
                  transition.current.value, transition.reason or "-")
         self._emit(events.instance_status_change(transition, state))
-        self._emit(events.status_summary_update(events.summarize(snapshot)))
+        self._emit(events.status_summary_update(summary))
 
     def _emit(self, event: dict) -> None:
         with self._lock:
@@ -106,6 +114,11 @@ class MemoryStateStore(StateStore):
                 listener(event)
             except Exception:
                 log.exception("event listener %r failed on %s", listener, event.get("type"))
+
+
+def _copy(state: InstanceState) -> InstanceState:
+    """Copy a state for a reader; a shallow copy plus its two mutable fields, much cheaper than deepcopy."""
+    return dataclasses.replace(state, tags=list(state.tags), details=dict(state.details))
 
 
 def _new_state(instance: InstanceConfig) -> InstanceState:
