@@ -19,9 +19,6 @@ Per instance the due time of a probe is APScheduler's grid: an interval job adde
 next_run_time=now fires at now + k * interval (IntervalTrigger adds the interval to the previous
 scheduled time, not to the time the run started), so lateness is probe start minus that grid
 time. A tick is one interval of that grid.
-
-With --store lean the store's transitions skip the deep copy of every state (see LeanStore);
-use it to measure the rest of the engine when the real store's start-up would take too long.
 """
 
 from __future__ import annotations
@@ -333,6 +330,10 @@ class TimedProbe:
         self._probe.close()
 
 
+class StartTimeout(Exception):
+    """Monitor.start() did not return within the start limit."""
+
+
 class TimedStore(MemoryStateStore):
     """The real in-memory store; record() also notes when each result arrived."""
 
@@ -351,18 +352,6 @@ class TimedStore(MemoryStateStore):
         else:
             self._observations.watchdog_records += 1
         return transition
-
-
-class LeanStore(TimedStore):
-    """TimedStore whose transitions pass the live states instead of a deep copy of every state.
-
-    MemoryStateStore copies all N states under its lock on every transition, so the first tick
-    (N transitions from pending) costs O(N^2). This variant exists only to measure the rest of
-    the engine at sizes where that start-up would take minutes. It changes no probe or schedule.
-    """
-
-    def _copy_states(self):
-        return list(self._states.values())
 
 
 def transition_cost(size: int, samples: int = 20) -> float:
@@ -490,9 +479,9 @@ class Options:
     ticks: int
     warmup_ticks: int
     warmup_limit: float
+    start_limit: float
     interval: float
     timeout: float
-    store: str
     py_spy: str | None
 
 
@@ -500,14 +489,14 @@ def run_size(size: int, options: Options) -> dict:
     """Start the servers, run the monitor over `size` instances, and return the figures."""
     mix = plan_mix(size)
     print(f"\n=== {size} instances (interval {options.interval:g} s, timeout {options.timeout:g} s, "
-          f"store {options.store}) ===")
+          f"{options.ticks} measured ticks) ===")
     print(mix.describe())
 
     soft, hard = raise_fd_limit(size + FD_MARGIN * 4)
     print(f"RLIMIT_NOFILE soft={soft} hard={hard}")
     cost = transition_cost(size)
-    print(f"MemoryStateStore: one transition with {size} instances takes {cost * 1000:.1f} ms "
-          f"(so about {cost * size:.0f} s for the first tick's {size} transitions)")
+    print(f"MemoryStateStore: one transition with {size} instances takes {cost * 1000:.3f} ms "
+          f"(the first tick makes {size} transitions from pending)")
 
     targets = Targets()
     try:
@@ -528,7 +517,7 @@ def run_size(size: int, options: Options) -> dict:
 
 def measure(instances: list[InstanceConfig], options: Options) -> dict:
     observations = Observations(instances)
-    store = (LeanStore if options.store == "lean" else TimedStore)(observations)
+    store = TimedStore(observations)
     monitor = Monitor(store, probe_factory=lambda instance: TimedProbe(create_probe(instance),
                                                                       observations.runs[instance.name]))
     sampler = Sampler(monitor)
@@ -536,7 +525,14 @@ def measure(instances: list[InstanceConfig], options: Options) -> dict:
     baseline = sampler.sample()
     try:
         began = time.time()
-        _start_with_listener(monitor, observations, instances)
+        starter = threading.Thread(target=_start_with_listener, args=(monitor, observations, instances),
+                                   name="bench-start", daemon=True)
+        starter.start()
+        starter.join(options.start_limit)
+        if starter.is_alive():
+            raise StartTimeout(f"Monitor.start() did not return within {options.start_limit:g} s; "
+                               f"{monitor.in_flight()} probes in flight, "
+                               f"{sum(1 for runs in observations.runs.values() if runs)} instances probed so far")
         start_seconds = time.time() - began
         print(f"Monitor.start took {start_seconds:.2f} s")
 
@@ -563,9 +559,12 @@ def measure(instances: list[InstanceConfig], options: Options) -> dict:
         final = sampler.sample()
     finally:
         sampler.stop()
-        stopping = time.monotonic()
-        monitor.stop()
-        stop_seconds = time.monotonic() - stopping
+        # After a StartTimeout, Monitor.stop() would wait for the blocked start; the caller
+        # stops the servers and exits instead.
+        if not starter.is_alive():
+            stopping = time.monotonic()
+            monitor.stop()
+            stop_seconds = time.monotonic() - stopping
         if profiler is not None:
             profiler.wait(timeout=120)
 
@@ -829,14 +828,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-limit", type=float, default=180.0,
                         help="seconds to wait for every instance's first result before measuring "
                              "anyway (default: %(default)s)")
+    parser.add_argument("--start-limit", type=float, default=120.0,
+                        help="seconds to wait for Monitor.start() to return before giving up on a "
+                             "size (default: %(default)s)")
     parser.add_argument("--interval", type=float, default=5.0,
                         help="probe interval of every instance, in seconds (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=3.0,
                         help="probe timeout of every instance, in seconds; a black hole holds a worker "
                              "this long (default: %(default)s)")
-    parser.add_argument("--store", choices=("real", "lean"), default="real",
-                        help="real: MemoryStateStore as shipped; lean: skip its deep copy of every "
-                             "state per transition (default: %(default)s)")
     parser.add_argument("--py-spy", metavar="FILE",
                         help="record the measured ticks with py-spy (--gil, raw format) into FILE, with the "
                              "size added to its name (FILE-10000.raw)")
@@ -855,12 +854,20 @@ def main(argv: list[str] | None = None) -> int:
     if any(size < 10 for size in sizes):
         raise SystemExit("--instances: every size must be at least 10")
     options = Options(ticks=args.ticks, warmup_ticks=args.warmup_ticks, warmup_limit=args.warmup_limit,
-                      interval=args.interval, timeout=args.timeout, store=args.store, py_spy=args.py_spy)
+                      start_limit=args.start_limit,
+                      interval=args.interval, timeout=args.timeout, py_spy=args.py_spy)
     print(describe_machine())
     print(f"command: python {' '.join(sys.argv)}")
     reports = []
     for size in sizes:
-        figures = run_size(size, options)
+        try:
+            figures = run_size(size, options)
+        except StartTimeout as error:
+            # The monitor's worker threads are not daemons and the blocked start holds them, so
+            # a normal exit would wait for them; the servers were stopped by run_size already.
+            reports.append(f"--- {size} instances ---\n{error}\ntarget: NOT met")
+            print("\n=== summary ===\n" + "\n\n".join(reports), flush=True)
+            os._exit(1)
         text = report(size, figures, options)
         print(text, flush=True)
         reports.append(text)
