@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime
+import itertools
 import math
 import os
 import platform
@@ -480,6 +482,8 @@ class Options:
     warmup_ticks: int
     warmup_limit: float
     start_limit: float
+    workers: int | None
+    stagger: bool
     interval: float
     timeout: float
     py_spy: str | None
@@ -489,7 +493,8 @@ def run_size(size: int, options: Options) -> dict:
     """Start the servers, run the monitor over `size` instances, and return the figures."""
     mix = plan_mix(size)
     print(f"\n=== {size} instances (interval {options.interval:g} s, timeout {options.timeout:g} s, "
-          f"{options.ticks} measured ticks) ===")
+          f"{options.ticks} measured ticks, workers {options.workers or 'default'}"
+          f"{', staggered first runs' if options.stagger else ''}) ===")
     print(mix.describe())
 
     soft, hard = raise_fd_limit(size + FD_MARGIN * 4)
@@ -518,14 +523,15 @@ def run_size(size: int, options: Options) -> dict:
 def measure(instances: list[InstanceConfig], options: Options) -> dict:
     observations = Observations(instances)
     store = TimedStore(observations)
-    monitor = Monitor(store, probe_factory=lambda instance: TimedProbe(create_probe(instance),
-                                                                      observations.runs[instance.name]))
+    monitor = Monitor(store, max_workers=options.workers,
+                      probe_factory=lambda instance: TimedProbe(create_probe(instance),
+                                                                observations.runs[instance.name]))
     sampler = Sampler(monitor)
     profiler = None
     baseline = sampler.sample()
     try:
         began = time.time()
-        starter = threading.Thread(target=_start_with_listener, args=(monitor, observations, instances),
+        starter = threading.Thread(target=_start_with_listener, args=(monitor, observations, instances, options.stagger),
                                    name="bench-start", daemon=True)
         starter.start()
         starter.join(options.start_limit)
@@ -578,26 +584,41 @@ def measure(instances: list[InstanceConfig], options: Options) -> dict:
     return figures
 
 
-def _start_with_listener(monitor: Monitor, observations: Observations,
-                         instances: list[InstanceConfig]) -> None:
+def _start_with_listener(monitor: Monitor, observations: Observations, instances: list[InstanceConfig],
+                         stagger: bool) -> None:
     """Start the monitor with a job event listener added before any job runs.
 
     Monitor creates its scheduler inside start(), so the listener is attached by wrapping
-    BackgroundScheduler.start for this one call.
+    BackgroundScheduler.start for this one call. With `stagger`, BackgroundScheduler.add_job is
+    wrapped too, and the k-th instance's first run moves from now to now + k / N * interval:
+    an experiment for spreading the probes over the interval, which Monitor does not do.
     """
     from apscheduler.schedulers.background import BackgroundScheduler
 
     original_start = BackgroundScheduler.start
+    original_add_job = BackgroundScheduler.add_job
+    position = itertools.count()
 
     def start_and_listen(scheduler, *args, **kwargs):
         scheduler.add_listener(observations.on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         return original_start(scheduler, *args, **kwargs)
 
+    def add_job_staggered(scheduler, func, trigger=None, *args, **kwargs):
+        name = kwargs.get("name")
+        if name in observations.runs and kwargs.get("next_run_time") is not None:
+            interval = kwargs["seconds"]
+            offset = next(position) * interval / len(observations.runs)
+            kwargs["next_run_time"] += datetime.timedelta(seconds=offset)
+        return original_add_job(scheduler, func, trigger, *args, **kwargs)
+
     BackgroundScheduler.start = start_and_listen
+    if stagger:
+        BackgroundScheduler.add_job = add_job_staggered
     try:
         monitor.start(instances)
     finally:
         BackgroundScheduler.start = original_start
+        BackgroundScheduler.add_job = original_add_job
 
 
 def _wait_first_results(observations: Observations, deadline: float) -> float | None:
@@ -831,6 +852,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--start-limit", type=float, default=120.0,
                         help="seconds to wait for Monitor.start() to return before giving up on a "
                              "size (default: %(default)s)")
+    parser.add_argument("--workers", type=int,
+                        help="Monitor's max_workers (default: the Monitor's own, one per instance up to 2048)")
+    parser.add_argument("--stagger", action="store_true",
+                        help="experiment: spread the instances' first runs evenly over one interval "
+                             "instead of starting all at once")
     parser.add_argument("--interval", type=float, default=5.0,
                         help="probe interval of every instance, in seconds (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=3.0,
@@ -854,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(size < 10 for size in sizes):
         raise SystemExit("--instances: every size must be at least 10")
     options = Options(ticks=args.ticks, warmup_ticks=args.warmup_ticks, warmup_limit=args.warmup_limit,
-                      start_limit=args.start_limit,
+                      start_limit=args.start_limit, workers=args.workers,
+                      stagger=args.stagger,
                       interval=args.interval, timeout=args.timeout, py_spy=args.py_spy)
     print(describe_machine())
     print(f"command: python {' '.join(sys.argv)}")
