@@ -11,12 +11,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from dashapp.config import InstanceConfig
 from dashapp.exitwatch import ExitWatch
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 WATCHDOG_GRACE_S = 1.0
 WATCHDOG_PERIOD_S = 0.5
 MAX_WORKERS_CAP = 2048
+
+
+def _phase(instance: InstanceConfig) -> timedelta:
+    """Offset an instance's probes within its interval, the same for the same name.
+
+    Every instance probes at once on start-up; after that, instances whose probes all fell on the
+    same instant would wake thousands of threads together every interval. A stable offset derived
+    from the key spreads them evenly and keeps an instance's rhythm across reloads.
+    """
+    fraction = int(instance.key[1:], 16) % 1000 / 1000
+    return timedelta(seconds=instance.interval * fraction)
 
 
 class _SkipFilter(logging.Filter):
@@ -141,9 +153,11 @@ class Monitor:
         with self._lock:
             self._instances[instance.name] = instance
             self._probes[instance.name] = self._probe_factory(instance)
-        self._scheduler.add_job(self._run, "interval", seconds=instance.interval, args=[instance.name],
-                                id=instance.key, name=instance.name, replace_existing=True,
-                                next_run_time=datetime.now(self._scheduler.timezone))
+        now = datetime.now(self._scheduler.timezone)
+        trigger = IntervalTrigger(seconds=instance.interval, start_date=now + _phase(instance),
+                                  timezone=self._scheduler.timezone)
+        self._scheduler.add_job(self._run, trigger, args=[instance.name], id=instance.key,
+                                name=instance.name, replace_existing=True, next_run_time=now)
 
     def _remove(self, instance: InstanceConfig) -> None:
         try:
