@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
-import itertools
 import math
 import os
 import platform
@@ -41,6 +39,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -53,7 +52,8 @@ from dashapp.probes import create_probe  # noqa: E402
 from dashapp.scheduler import Monitor  # noqa: E402
 from dashapp.store.memory import MemoryStateStore  # noqa: E402
 from tests.servers import (  # noqa: E402
-    LOOPBACK, MariaDBServer, PostgresServer, RedisServer, make_mariadb_datadir, make_postgres_datadir,
+    LOOPBACK, MariaDBServer, PostgresServer, RedisServer, _descendants, make_mariadb_datadir,
+    make_postgres_datadir,
 )
 
 SIZES = (1000, 5000, 10000)
@@ -67,6 +67,7 @@ LATENESS_TARGET_S = 1.0
 SERVER_MARGIN = 50
 FD_MARGIN = 1000
 LOAD_CHECK_DELAY_S = 1.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # The black hole: a child process that accepts on several ports, reads and drops whatever the
 # client sends (a MySQL client waits for the greeting, PostgreSQL sends SSLRequest, Redis PING),
@@ -204,6 +205,11 @@ class Targets:
     refused_sockets: list[socket.socket] = field(default_factory=list)
     scratch: list[Path] = field(default_factory=list)
 
+    def pids(self) -> list[int]:
+        """Return the process ids of every server, with the postgres backends open now."""
+        pids = [server.process.pid for server in (self.mariadb, self.redis, self.black_hole)]
+        return pids + [self.postgres.process.pid, *_descendants(self.postgres.process.pid)]
+
     @property
     def refused_ports(self) -> list[int]:
         return [sock.getsockname()[1] for sock in self.refused_sockets]
@@ -286,7 +292,10 @@ class Run:
 
 
 class Observations:
-    """Every run per instance, and the grid origin per instance from APScheduler's events.
+    """Every run per instance, and its first two scheduled times from APScheduler's events.
+
+    Monitor runs an instance's first probe at once and the later ones on the trigger's grid,
+    which may start at a phase within the interval; the second scheduled time is on that grid.
 
     Lists are only appended to, which is atomic in CPython, so worker threads need no lock.
     """
@@ -295,16 +304,21 @@ class Observations:
         self.runs: dict[str, list[Run]] = {instance.name: [] for instance in instances}
         self.type_of = {instance.name: instance.type for instance in instances}
         self.name_of_job = {instance.key: instance.name for instance in instances}
-        self.grid_origin: dict[str, float] = {}
+        self.scheduled: dict[str, list[float]] = collections.defaultdict(list)
         self.skipped_at: dict[str, list[float]] = collections.defaultdict(list)
         self.watchdog_records = 0
+
+    def grid_anchor(self, name: str) -> float | None:
+        """Return one scheduled time on the instance's grid, or None if it never ran."""
+        times = self.scheduled.get(name)
+        return times[-1] if times else None
 
     def on_job_event(self, event) -> None:
         name = self.name_of_job.get(event.job_id)
         if name is None:
             return  # the monitor's own watchdog job
-        if name not in self.grid_origin:
-            self.grid_origin[name] = event.scheduled_run_times[0].timestamp()
+        if len(self.scheduled[name]) < 2:
+            self.scheduled[name].append(event.scheduled_run_times[-1].timestamp())
         if event.code == EVENT_JOB_MAX_INSTANCES:
             self.skipped_at[name].append(event.scheduled_run_times[-1].timestamp())
 
@@ -424,9 +438,34 @@ def raise_fd_limit(needed: int) -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Return (busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def process_cpu(pids: list[int]) -> float:
+    """Return the CPU seconds (user + system) used so far by the processes `pids`."""
+    seconds = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        seconds += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
 @dataclass
 class TickSample:
     at: float
+    machine_busy: float
+    machine_total: float
+    servers_cpu: float
     process_cpu: float
     groups: dict[str, float]
     sampler_cpu: float
@@ -439,8 +478,9 @@ class TickSample:
 class Sampler:
     """Sample CPU, memory, descriptors and threads at each tick boundary of the grid."""
 
-    def __init__(self, monitor: Monitor):
+    def __init__(self, monitor: Monitor, server_pids: Callable[[], list[int]]):
         self._monitor = monitor
+        self.server_pids = server_pids
         self.samples: dict[int, TickSample] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -463,13 +503,16 @@ class Sampler:
 
     def sample(self) -> TickSample:
         at = time.time()
-        process_cpu = time.process_time()
+        busy, total = machine_cpu()
+        servers = process_cpu(self.server_pids())
+        process_cpu_seconds = time.process_time()
         own = time.thread_time()
         groups = cpu_by_group()
         status = status_fields("VmRSS", "Threads")
         fds = open_fds()
         sampler_cpu = time.thread_time() - own
-        return TickSample(at=at, process_cpu=process_cpu, groups=groups, sampler_cpu=sampler_cpu,
+        return TickSample(at=at, machine_busy=busy, machine_total=total, servers_cpu=servers,
+                          process_cpu=process_cpu_seconds, groups=groups, sampler_cpu=sampler_cpu,
                           rss_kb=status["VmRSS"], fds=fds, threads=status["Threads"],
                           in_flight=self._monitor.in_flight())
 
@@ -483,7 +526,6 @@ class Options:
     warmup_limit: float
     start_limit: float
     workers: int | None
-    stagger: bool
     interval: float
     timeout: float
     py_spy: str | None
@@ -493,8 +535,7 @@ def run_size(size: int, options: Options) -> dict:
     """Start the servers, run the monitor over `size` instances, and return the figures."""
     mix = plan_mix(size)
     print(f"\n=== {size} instances (interval {options.interval:g} s, timeout {options.timeout:g} s, "
-          f"{options.ticks} measured ticks, workers {options.workers or 'default'}"
-          f"{', staggered first runs' if options.stagger else ''}) ===")
+          f"{options.ticks} measured ticks, workers {options.workers or 'default'}) ===")
     print(mix.describe())
 
     soft, hard = raise_fd_limit(size + FD_MARGIN * 4)
@@ -512,7 +553,7 @@ def run_size(size: int, options: Options) -> dict:
               f"postgres :{targets.postgres.port} (max_connections {targets.postgres.max_connections}), "
               f"black holes {targets.black_hole.ports}, refused {targets.refused_ports}")
         instances = build_instances(mix, targets, options.interval, options.timeout)
-        figures = measure(instances, options)
+        figures = measure(instances, options, targets.pids)
         figures["mix"] = mix
         figures["transition_cost_s"] = cost
         return figures
@@ -520,18 +561,18 @@ def run_size(size: int, options: Options) -> dict:
         targets.close()
 
 
-def measure(instances: list[InstanceConfig], options: Options) -> dict:
+def measure(instances: list[InstanceConfig], options: Options, server_pids: Callable[[], list[int]]) -> dict:
     observations = Observations(instances)
     store = TimedStore(observations)
     monitor = Monitor(store, max_workers=options.workers,
                       probe_factory=lambda instance: TimedProbe(create_probe(instance),
                                                                 observations.runs[instance.name]))
-    sampler = Sampler(monitor)
+    sampler = Sampler(monitor, server_pids)
     profiler = None
     baseline = sampler.sample()
     try:
         began = time.time()
-        starter = threading.Thread(target=_start_with_listener, args=(monitor, observations, instances, options.stagger),
+        starter = threading.Thread(target=_start_with_listener, args=(monitor, observations, instances),
                                    name="bench-start", daemon=True)
         starter.start()
         starter.join(options.start_limit)
@@ -543,8 +584,9 @@ def measure(instances: list[InstanceConfig], options: Options) -> dict:
         print(f"Monitor.start took {start_seconds:.2f} s")
 
         first_results_at = _wait_first_results(observations, began + options.warmup_limit)
-        origin = min(observations.grid_origin.values())
-        spread = max(observations.grid_origin.values()) - origin
+        anchors = [anchor for anchor in map(observations.grid_anchor, observations.runs) if anchor]
+        origin = min(anchors)
+        spread = max(anchors) - origin
         ready = first_results_at if first_results_at is not None else time.time()
         print(f"first result of every instance after {ready - began:.1f} s"
               if first_results_at is not None else
@@ -584,41 +626,26 @@ def measure(instances: list[InstanceConfig], options: Options) -> dict:
     return figures
 
 
-def _start_with_listener(monitor: Monitor, observations: Observations, instances: list[InstanceConfig],
-                         stagger: bool) -> None:
+def _start_with_listener(monitor: Monitor, observations: Observations,
+                         instances: list[InstanceConfig]) -> None:
     """Start the monitor with a job event listener added before any job runs.
 
     Monitor creates its scheduler inside start(), so the listener is attached by wrapping
-    BackgroundScheduler.start for this one call. With `stagger`, BackgroundScheduler.add_job is
-    wrapped too, and the k-th instance's first run moves from now to now + k / N * interval:
-    an experiment for spreading the probes over the interval, which Monitor does not do.
+    BackgroundScheduler.start for this one call.
     """
     from apscheduler.schedulers.background import BackgroundScheduler
 
     original_start = BackgroundScheduler.start
-    original_add_job = BackgroundScheduler.add_job
-    position = itertools.count()
 
     def start_and_listen(scheduler, *args, **kwargs):
         scheduler.add_listener(observations.on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         return original_start(scheduler, *args, **kwargs)
 
-    def add_job_staggered(scheduler, func, trigger=None, *args, **kwargs):
-        name = kwargs.get("name")
-        if name in observations.runs and kwargs.get("next_run_time") is not None:
-            interval = kwargs["seconds"]
-            offset = next(position) * interval / len(observations.runs)
-            kwargs["next_run_time"] += datetime.timedelta(seconds=offset)
-        return original_add_job(scheduler, func, trigger, *args, **kwargs)
-
     BackgroundScheduler.start = start_and_listen
-    if stagger:
-        BackgroundScheduler.add_job = add_job_staggered
     try:
         monitor.start(instances)
     finally:
         BackgroundScheduler.start = original_start
-        BackgroundScheduler.add_job = original_add_job
 
 
 def _wait_first_results(observations: Observations, deadline: float) -> float | None:
@@ -665,7 +692,9 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
         lateness, to_result, to_answer, missed, skipped = [], [], [], 0, 0
         first_due = math.inf
         for name, runs in observations.runs.items():
-            due = observations.grid_origin.get(name, origin) + tick * interval
+            anchor = observations.grid_anchor(name) or origin
+            # The instance's due time inside the window [origin + tick * interval, + interval).
+            due = anchor + interval * (tick - math.floor((anchor - origin) / interval))
             first_due = min(first_due, due)
             skipped += sum(1 for at in observations.skipped_at.get(name, ()) if abs(at - due) < 0.001)
             run = next((run for run in runs if due - 0.001 <= run.start < due + interval), None)
@@ -698,6 +727,9 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
         groups = {group: after.groups.get(group, 0.0) - before.groups.get(group, 0.0)
                   for group in set(before.groups) | set(after.groups)}
         cpu_ticks.append({"process": after.process_cpu - before.process_cpu - after.sampler_cpu,
+                          "servers": after.servers_cpu - before.servers_cpu,
+                          "machine_busy": after.machine_busy - before.machine_busy,
+                          "machine_total": after.machine_total - before.machine_total,
                           "wall": after.at - before.at, "groups": groups, "rss_kb": after.rss_kb,
                           "fds": after.fds, "threads": after.threads, "in_flight": after.in_flight})
 
@@ -747,6 +779,11 @@ def report(size: int, figures: dict, options: Options) -> str:
                      f"{statistics.median(process):.2f}, max {max(process):.2f} "
                      f"({statistics.median(process) / options.interval * 100:.0f} % of one core)")
         lines.append(f"  by thread group (median per tick): {per_group}")
+        servers = statistics.median([tick["servers"] for tick in cpu_ticks])
+        busy = statistics.median([tick["machine_busy"] / tick["machine_total"] for tick in cpu_ticks])
+        lines.append(f"  the benchmark's servers (mariadbd, redis-server, postgres and its backends, black hole) "
+                     f"{servers:.2f} s per tick; the whole machine was {busy * 100:.0f} % busy "
+                     f"({os.cpu_count()} CPUs, other programs included)")
     check_cpu = ", ".join(f"{kind} {figures['check_cpu'][kind] * 1000:.2f} ms x "
                           f"{figures['checks_per_tick'][kind]:.0f}" for kind in TYPES if kind in figures["check_cpu"])
     lines.append(f"  CPU per check (thread time, mean x checks per tick): {check_cpu}; "
@@ -854,9 +891,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "size (default: %(default)s)")
     parser.add_argument("--workers", type=int,
                         help="Monitor's max_workers (default: the Monitor's own, one per instance up to 2048)")
-    parser.add_argument("--stagger", action="store_true",
-                        help="experiment: spread the instances' first runs evenly over one interval "
-                             "instead of starting all at once")
     parser.add_argument("--interval", type=float, default=5.0,
                         help="probe interval of every instance, in seconds (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=3.0,
@@ -881,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--instances: every size must be at least 10")
     options = Options(ticks=args.ticks, warmup_ticks=args.warmup_ticks, warmup_limit=args.warmup_limit,
                       start_limit=args.start_limit, workers=args.workers,
-                      stagger=args.stagger,
+
                       interval=args.interval, timeout=args.timeout, py_spy=args.py_spy)
     print(describe_machine())
     print(f"command: python {' '.join(sys.argv)}")
