@@ -15,10 +15,10 @@ time.process_time() counts only the monitor and this benchmark's small bookkeepi
 - a "black hole" child process whose listeners accept connections and never send a byte;
 - bound but not listening sockets in this process, so connections to them are refused.
 
-Per instance the due time of a probe is APScheduler's grid: an interval job added with
-next_run_time=now fires at now + k * interval (IntervalTrigger adds the interval to the previous
-scheduled time, not to the time the run started), so lateness is probe start minus that grid
-time. A tick is one interval of that grid.
+Per instance the due time of a probe is APScheduler's grid, read from its job events: after
+the first run, an interval job fires at the previous scheduled time plus the interval, however
+late the run started (IntervalTrigger in APScheduler 3.11). Lateness is the probe's start minus
+that time, and a tick is one interval of the grid.
 """
 
 from __future__ import annotations
@@ -294,8 +294,8 @@ class Run:
 class Observations:
     """Every run per instance, and its first two scheduled times from APScheduler's events.
 
-    Monitor runs an instance's first probe at once and the later ones on the trigger's grid,
-    which may start at a phase within the interval; the second scheduled time is on that grid.
+    Monitor runs an instance's first probe at once and the later ones on the trigger's grid.
+    That grid may start at a phase within the interval, so the second scheduled time anchors it.
 
     Lists are only appended to, which is atomic in CPython, so worker threads need no lock.
     """
