@@ -84,12 +84,14 @@ class ExitWatch:
         """Watch the idle kept socket `fileno` of instance `name`, replacing an earlier watch."""
         watch = _Watch(name, fileno)
         with self._lock:
+            idle = not self._commands
             previous = self._watches.get(name)
             self._watches[name] = watch
             if previous is not None:
                 self._commands.append(("remove", previous))
             self._commands.append(("add", watch))
-        self._wake()
+        if idle:
+            self._wake()
 
     def unwatch(self, name: str) -> None:
         """Stop watching `name`; call this before a probe uses or closes the socket."""
@@ -97,14 +99,18 @@ class ExitWatch:
             previous = self._watches.pop(name, None)
             if previous is None:
                 return
+            idle = not self._commands
             self._commands.append(("remove", previous))
-        self._wake()
+        if idle:
+            self._wake()
 
     def watched(self) -> list[str]:
         with self._lock:
             return sorted(self._watches)
 
     def _wake(self) -> None:
+        """Wake the watch thread. Callers skip it when commands were already queued: the thread
+        then has a wake-up pending, or is still applying commands and will reach the new one."""
         if self._wake_write < 0:
             return
         try:

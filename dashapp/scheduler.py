@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
@@ -32,7 +32,18 @@ log = logging.getLogger(__name__)
 # bound every step themselves; this catches a step a driver does not bound (a stuck DNS resolver).
 WATCHDOG_GRACE_S = 1.0
 WATCHDOG_PERIOD_S = 0.5
-MAX_WORKERS_CAP = 2048
+MAX_WORKERS = 1024
+MIN_WORKERS = 32
+
+
+def default_workers(instance_count: int) -> int:
+    """Size the probe pool: a worker per four instances, between 32 and 1,024.
+
+    A healthy probe holds a worker for milliseconds, but a silent server holds one for its whole
+    timeout, so the pool must cover the silent share. More threads than about a thousand cost
+    more in GIL contention than they add in concurrency on a 2-core machine (bench/RESULTS.md).
+    """
+    return min(MAX_WORKERS, max(MIN_WORKERS, instance_count // 4))
 
 
 def _phase(instance: InstanceConfig) -> timedelta:
@@ -50,7 +61,8 @@ class _SkipFilter(logging.Filter):
     """Drop APScheduler's per-skip warning: a skipped run is expected while a probe waits for its timeout."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
+        # The format string, not the formatted message: formatting costs measurable CPU per skip.
+        return "maximum number of running instances reached" not in str(record.msg)
 
 
 _apscheduler_log = logging.getLogger(__name__ + ".apscheduler")
@@ -67,10 +79,27 @@ class _Flight:
     abandoned: bool = False
 
 
+@dataclass
+class _Entry:
+    """One configured instance, its probe, and the probe run in progress, if any.
+
+    `guard` lets one run of the probe at a time: a scheduled run, the start-up run and a run
+    requested by the exit watch may otherwise overlap.
+    """
+
+    instance: InstanceConfig
+    probe: Probe
+    guard: threading.Lock = field(default_factory=threading.Lock)
+    flight: _Flight | None = None
+    removed: bool = False
+
+
 class Monitor:
     """Own the probes of the configured instances and keep the store current.
 
-    `clock` is a monotonic clock in seconds, injectable for tests of the watchdog.
+    `clock` is a monotonic clock in seconds, injectable for tests of the watchdog. The probe
+    threads read `_entries` without a lock: a reload builds a new dict and swaps it in whole, so
+    thousands of probe threads never queue on one lock.
     """
 
     def __init__(self, store: StateStore, *, probe_factory: Callable[[InstanceConfig], Probe] = create_probe,
@@ -80,10 +109,8 @@ class Monitor:
         self._probe_factory = probe_factory
         self._max_workers = max_workers
         self._clock = clock
-        self._lock = threading.Lock()
-        self._instances: dict[str, InstanceConfig] = {}
-        self._probes: dict[str, Probe] = {}
-        self._flights: dict[str, _Flight] = {}
+        self._reload_lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
         self._scheduler: BackgroundScheduler | None = None
         self._watch = ExitWatch(self.probe_now) if exit_watch else None
 
@@ -92,7 +119,7 @@ class Monitor:
     def start(self, instances: Iterable[InstanceConfig]) -> None:
         """Configure the store and start probing; every instance's first probe starts at once."""
         enabled = [instance for instance in instances if instance.enabled]
-        workers = self._max_workers or min(MAX_WORKERS_CAP, max(16, len(enabled)))
+        workers = self._max_workers or default_workers(len(enabled))
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -103,8 +130,11 @@ class Monitor:
                                 id="watchdog", max_instances=1)
         if self._watch:
             self._watch.start()
-        self._scheduler.start()
+        # Jobs added to a running scheduler wake its thread once each; with thousands of
+        # instances that thread would contend with this one for the job store until all are added.
+        self._scheduler.start(paused=True)
         self.reload(enabled)
+        self._scheduler.resume()
         log.info("scheduler started: instances=%d workers=%d", len(enabled), workers)
 
     def stop(self) -> None:
@@ -114,113 +144,121 @@ class Monitor:
             self._scheduler = None
         if self._watch:
             self._watch.stop()
-        with self._lock:
-            probes = list(self._probes.values())
-            self._probes.clear()
-        for probe in probes:
-            probe.close()
+        with self._reload_lock:
+            entries, self._entries = self._entries, {}
+        for entry in entries.values():
+            entry.removed = True
+            entry.probe.close()
         log.info("scheduler stopped")
 
     def reload(self, instances: Iterable[InstanceConfig]) -> None:
         """Apply a new set of instances: keep unchanged ones running, replace changed, drop removed."""
         wanted = {instance.name: instance for instance in instances if instance.enabled}
-        with self._lock:
-            current = dict(self._instances)
-        self._store.configure(wanted.values())
+        with self._reload_lock:
+            self._store.configure(wanted.values())
+            current = self._entries
+            entries = dict(current)
+            removed = [entry for name, entry in current.items()
+                       if name not in wanted or not entry.instance.same_target(wanted[name])]
+            added = [instance for name, instance in wanted.items()
+                     if name not in current or not current[name].instance.same_target(instance)]
 
-        for name, instance in current.items():
-            if name not in wanted or not instance.same_target(wanted[name]):
-                self._remove(instance)
-        for name, instance in wanted.items():
-            if name not in current or not current[name].same_target(instance):
-                self._add(instance)
+            for entry in removed:
+                del entries[entry.instance.name]
+            for instance in added:
+                entries[instance.name] = _Entry(instance, self._probe_factory(instance))
+            self._entries = entries
+
+            for entry in removed:
+                self._unschedule(entry)
+            for instance in added:
+                self._schedule(instance)
 
     def probe_now(self, name: str) -> None:
-        """Run an instance's probe as soon as a worker is free, instead of at its next turn."""
-        with self._lock:
-            instance = self._instances.get(name)
-        if instance is None or self._scheduler is None:
+        """Run an instance's probe as soon as a worker is free, without moving its regular turns."""
+        if name not in self._entries or self._scheduler is None:
             return
         log.debug("instance=%s probing now", name)
         try:
-            self._scheduler.modify_job(instance.key, next_run_time=datetime.now(self._scheduler.timezone))
+            self._scheduler.add_job(self._run, "date", args=[name])
         except Exception:
             log.exception("instance=%s failed to schedule an immediate probe", name)
 
+    def in_flight(self) -> int:
+        """Count the probes running now."""
+        return sum(1 for entry in list(self._entries.values()) if entry.flight is not None)
+
     # Jobs
 
-    def _add(self, instance: InstanceConfig) -> None:
-        with self._lock:
-            self._instances[instance.name] = instance
-            self._probes[instance.name] = self._probe_factory(instance)
+    def _schedule(self, instance: InstanceConfig) -> None:
         now = datetime.now(self._scheduler.timezone)
         trigger = IntervalTrigger(seconds=instance.interval, start_date=now + _phase(instance),
                                   timezone=self._scheduler.timezone)
         self._scheduler.add_job(self._run, trigger, args=[instance.name], id=instance.key,
-                                name=instance.name, replace_existing=True, next_run_time=now)
+                                name=instance.name, replace_existing=True)
+        # The regular turns start at the instance's phase; the first probe runs now.
+        self._scheduler.add_job(self._run, "date", args=[instance.name])
 
-    def _remove(self, instance: InstanceConfig) -> None:
+    def _unschedule(self, entry: _Entry) -> None:
+        entry.removed = True
         try:
-            self._scheduler.remove_job(instance.key)
+            self._scheduler.remove_job(entry.instance.key)
         except Exception:
-            log.debug("instance=%s had no job to remove", instance.name)
+            log.debug("instance=%s had no job to remove", entry.instance.name)
         if self._watch:
-            self._watch.unwatch(instance.name)
-        with self._lock:
-            self._instances.pop(instance.name, None)
-            probe = self._probes.pop(instance.name, None)
-        if probe is not None:
-            probe.close()
+            self._watch.unwatch(entry.instance.name)
+        entry.probe.close()
 
     def _run(self, name: str) -> None:
-        """Probe one instance and store the result (a job: it must never raise)."""
-        with self._lock:
-            probe = self._probes.get(name)
-            if probe is None:
-                return
-            flight = _Flight(started=self._clock())
-            self._flights[name] = flight
+        """Probe one instance and store the result; a run while another is in flight returns at once."""
+        entry = self._entries.get(name)
+        if entry is None or not entry.guard.acquire(blocking=False):
+            return
+        try:
+            self._probe_and_record(entry)
+        except Exception:
+            # A job that raises only reaches APScheduler's log, so report it here with the instance.
+            log.exception("instance=%s probe run failed", name)
+        finally:
+            entry.flight = None
+            entry.guard.release()
+
+    def _probe_and_record(self, entry: _Entry) -> None:
+        name = entry.instance.name
+        flight = _Flight(started=self._clock())
+        entry.flight = flight
         if self._watch:
             self._watch.unwatch(name)
 
         try:
-            result = probe.check()
+            result = entry.probe.check()
         except Exception as error:
             log.exception("instance=%s probe raised; recording it as failed", name)
             result = ProbeResult.failed(FailureKind.OTHER, f"probe error: {type(error).__name__}")
 
-        with self._lock:
-            if self._flights.get(name) is flight:
-                del self._flights[name]
-            still_current = self._probes.get(name) is probe
-        if flight.abandoned or not still_current:
+        if flight.abandoned or entry.removed:
             return
         self._store.record(name, result)
 
-        fileno = probe.idle_fileno() if self._watch else None
+        fileno = entry.probe.idle_fileno() if self._watch else None
         if fileno is not None:
             self._watch.watch(name, fileno)
 
     def _check_overdue(self) -> None:
         """Report a probe that overran its timeout as timed out, once, without waiting for its thread."""
         now = self._clock()
-        overdue: list[tuple[str, float]] = []
-        with self._lock:
-            for name, flight in self._flights.items():
-                timeout = self._instances[name].timeout if name in self._instances else 0
-                if not flight.abandoned and now - flight.started > timeout + WATCHDOG_GRACE_S:
-                    flight.abandoned = True
-                    overdue.append((name, now - flight.started))
-        for name, elapsed in overdue:
-            log.warning("instance=%s probe still running after %.1f s; reporting a timeout", name, elapsed)
-            self._store.record(name, ProbeResult.failed(
+        for entry in list(self._entries.values()):
+            flight = entry.flight
+            if flight is None or flight.abandoned:
+                continue
+            elapsed = now - flight.started
+            if elapsed <= entry.instance.timeout + WATCHDOG_GRACE_S:
+                continue
+            flight.abandoned = True
+            log.warning("instance=%s probe still running after %.1f s; reporting a timeout",
+                        entry.instance.name, elapsed)
+            self._store.record(entry.instance.name, ProbeResult.failed(
                 FailureKind.TIMEOUT, f"no answer within {elapsed:.1f} s", latency_ms=elapsed * 1000))
 
     def _on_skipped(self, event: JobSubmissionEvent) -> None:
         log.debug("job=%s skipped: the previous probe is still running", event.job_id)
-
-    # Introspection for the pages and benchmarks
-
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._flights)
