@@ -9,7 +9,7 @@ PostgreSQL allow only 151 and 100 connections, so one instance each watches thos
 point at bound ports that do not listen, so their connections are refused. Once the server has probed every instance, headless Chromium loads
 the page `--loads` times, each time in a new browser context (an empty cache) and once more
 with a reload in the same context (a warm cache). A load ends when the page contains every card and
-no badge reads 检测中 (pending); its time is performance.now() at that moment, which counts
+no badge reads 检测中 (pending). Its time is performance.now() at that moment, which counts
 from the start of the navigation.
 
 A load that has not drawn every card within --load-timeout seconds is recorded with the number of
@@ -65,6 +65,7 @@ REFUSED_SHARE = 10
 PROBED_TIMEOUT_S = 120.0
 HEAP_LOAD_TIMEOUT_MS = 600_000
 BATCH_TIMEOUT_MS = 60_000
+SCREENSHOT_TIMEOUT_MS = 120_000
 # overview.js removes a toast after 8 s (TOAST_MS); wait a little longer before the last reading.
 TOAST_LIFETIME_S = 9.0
 
@@ -156,6 +157,15 @@ def timed_load(page, url: str | None, count: int, timeout_s: float) -> dict:
             "load_event_s": round(navigation["loadEventEnd"] / 1000, 3)}
 
 
+def save_screenshot(page, path: Path) -> None:
+    """Save a screenshot, or print why not: a page that is busy for minutes cannot paint one."""
+    try:
+        page.screenshot(path=str(path), timeout=SCREENSHOT_TIMEOUT_MS)
+    except PlaywrightTimeoutError:
+        print(f"no screenshot {path.name}: the page painted no frame within "
+              f"{SCREENSHOT_TIMEOUT_MS / 1000:g} s", flush=True)
+
+
 def drawn_summary(loads: list[dict]) -> dict:
     times = [load["cards_drawn_s"] for load in loads if load["cards_drawn_s"] is not None]
     summary = summarize(times) if times else {"count": 0}
@@ -187,7 +197,7 @@ def measure_loads(count: int, loads: int, timeout_s: float) -> dict:
                     print(f"{count} cards, load {number}/{loads}: cold {cold[-1]}, "
                           f"warm {warm[-1] if len(warm) == len(cold) else 'skipped'}", flush=True)
                     if number == 1:
-                        page.screenshot(path=str(ARTIFACTS / f"page-load-{count}.png"))
+                        save_screenshot(page, ARTIFACTS / f"page-load-{count}.png")
                     context.close()
             finally:
                 browser.close()
