@@ -23,6 +23,10 @@ from dashapp.probes.errors import ProbeTimeout, ResolveError, classify
 log = logging.getLogger(__name__)
 
 
+# How often a kept connection's details are read again; the liveness command runs on every check.
+DETAILS_REFRESH_S = 30.0
+
+
 class Deadline:
     """The moment a check must end, and the step it is in (for the timeout reason)."""
 
@@ -57,6 +61,8 @@ class Probe(abc.ABC):
     def __init__(self, instance: InstanceConfig):
         self.instance = instance
         self._lock = threading.Lock()
+        self._details: dict | None = None
+        self._details_at = 0.0
 
     def check(self) -> ProbeResult:
         started = time.monotonic()
@@ -96,7 +102,7 @@ class Probe(abc.ABC):
         if self._connected():
             try:
                 deadline.step = "query"
-                return self._query(deadline)
+                return self._validate(deadline)
             except Exception as exc:
                 log.debug("probe name=%s kept connection failed (%s), reconnecting",
                           self.instance.name, type(exc).__name__)
@@ -105,9 +111,28 @@ class Probe(abc.ABC):
                     raise
 
         deadline.step = "resolve"
+        self._details = None
         self._open(deadline)
         deadline.step = "query"
-        return self._query(deadline)
+        return self._validate(deadline)
+
+    def _validate(self, deadline: Deadline) -> dict:
+        """Run the liveness command; read the details too when they are older than DETAILS_REFRESH_S.
+
+        Details cost several round trips (MySQL: three queries; Redis: INFO), most of a probe's
+        CPU, and change slowly. A cached uptime is advanced by the time since it was read.
+        """
+        now = time.monotonic()
+        if self._details is None or now - self._details_at >= DETAILS_REFRESH_S:
+            self._details = self._query(deadline)
+            self._details_at = now
+            return dict(self._details)
+
+        self._ping(deadline)
+        details = dict(self._details)
+        if isinstance(details.get("uptime_s"), int):
+            details["uptime_s"] += int(now - self._details_at)
+        return details
 
     @abc.abstractmethod
     def _connected(self) -> bool:
@@ -120,6 +145,10 @@ class Probe(abc.ABC):
     @abc.abstractmethod
     def _query(self, deadline: Deadline) -> dict:
         """Run the liveness command and read the details on the kept connection."""
+
+    def _ping(self, deadline: Deadline) -> None:
+        """Run only the liveness command on the kept connection; raise if it fails."""
+        self._query(deadline)
 
     @abc.abstractmethod
     def _drop(self) -> None:

@@ -70,10 +70,13 @@ class MySQLProbe(Probe):
         self._socket_fd = fd
         self._replica_queries = REPLICA_STATUS_QUERIES
 
+    def _ping(self, deadline: Deadline) -> None:
+        _bound(self._connection, deadline)
+        self._connection.ping(reconnect=False)
+
     def _query(self, deadline: Deadline) -> dict:
         connection = self._connection
-        _bound(connection, deadline)
-        connection.ping(reconnect=False)
+        self._ping(deadline)
 
         status = self._optional(deadline, "SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime', 'Threads_connected')")
         status = {name.lower(): value for name, value in status or ()}

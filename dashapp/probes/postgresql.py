@@ -72,8 +72,11 @@ class PostgreSQLProbe(Probe):
         pgconn.notice_handler = self._log_notice
         self._pgconn = pgconn
 
-    def _query(self, deadline: Deadline) -> dict:
+    def _ping(self, deadline: Deadline) -> None:
         _execute(self._pgconn, b"SELECT 1", deadline)
+
+    def _query(self, deadline: Deadline) -> dict:
+        self._ping(deadline)
         details = {
             "version": _parameter(self._pgconn, b"server_version"),
             "uptime_s": None,

@@ -66,6 +66,10 @@ class RedisProbe(Probe):
         self._info_allowed = True
 
     def _query(self, deadline: Deadline) -> dict:
+        self._ping(deadline)
+        return self._read_details(self._connection, deadline)
+
+    def _ping(self, deadline: Deadline) -> None:
         connection = self._connection
         # A command is a few bytes and the connection is dropped after any failed read, so the
         # socket buffer never fills and only the reads need the deadline.
@@ -73,8 +77,6 @@ class RedisProbe(Probe):
         reply = connection.read_response(timeout=deadline.remaining())
         if reply not in (b"PONG", "PONG"):
             raise redis.exceptions.InvalidResponse(f"unexpected reply to PING: {reply!r}")
-
-        return self._read_details(connection, deadline)
 
     def _read_details(self, connection: "_BoundedConnection", deadline: Deadline) -> dict:
         """Read INFO; return every detail as None if this user may not run INFO."""
