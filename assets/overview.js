@@ -33,6 +33,8 @@
 
     var page = null;       // state of the rendered page, replaced when the page is rendered again
     var applied = {};      // id -> JSON of the props last set, so unchanged props are never sent again
+    // While true, patch() only records props as applied: the server already rendered them.
+    var seeding = false;
 
     // Apply the stored theme before Dash renders, so a dark wall screen never flashes white.
     applyTheme(readTheme());
@@ -90,9 +92,51 @@
                 any = true;
             }
         });
-        if (any) {
+        if (any && !seeding) {
             window.dash_clientside.set_props(id, changed);
         }
+    }
+
+    /*
+     * Each set_props call makes the Dash renderer re-check every component on the page, so with
+     * 1,000 cards a call per card turns quadratic. Text and styles that change for many cards at
+     * once (latency and last check on every heartbeat, the order and visibility of cards) are
+     * written to the DOM directly. React leaves them alone because Dash never changes the props
+     * of those elements after the first render.
+     */
+    var domWrites = {};       // element id -> function applying the newest value to the element
+    var domFrame = null;
+
+    function writeDom(id, apply) {
+        domWrites[id] = apply;
+        if (domFrame === null) {
+            domFrame = window.requestAnimationFrame(flushDom);
+        }
+    }
+
+    function flushDom() {
+        domFrame = null;
+        var waiting = {};
+        Object.keys(domWrites).forEach(function (id) {
+            var node = document.getElementById(id);
+            if (node) {
+                domWrites[id](node);
+            } else {
+                waiting[id] = domWrites[id];  // not drawn yet on a first render: retry next frame
+            }
+        });
+        domWrites = waiting;
+        if (Object.keys(waiting).length > 0 && page !== null) {
+            domFrame = window.requestAnimationFrame(flushDom);
+        }
+    }
+
+    function setText(id, value) {
+        writeDom(id, function (node) {
+            if (node.textContent !== value) {
+                node.textContent = value;
+            }
+        });
     }
 
     function pad(number) {
@@ -192,11 +236,33 @@
 
     function renderMetrics(instance) {
         var key = instance.key;
-        patch('card-' + key + '-latency', {children: latencyText(instance.latency_ms)});
-        patch('card-' + key + '-checked', {
-            children: formatTime(instance.last_check) || text('ui.card.never_checked')
-        });
+        setText('card-' + key + '-latency', latencyText(instance.latency_ms));
+        setText('card-' + key + '-checked', formatTime(instance.last_check) || text('ui.card.never_checked'));
     }
+
+    // Details sit in a closed <details> box on most cards, so they are rendered when it opens.
+    function detailsOpen(key) {
+        var list = document.getElementById('card-' + key + '-details');
+        return Boolean(list && list.parentElement && list.parentElement.open);
+    }
+
+    function renderDetailsOf(instance) {
+        patch('card-' + instance.key + '-details', {children: renderDetails(instance.details)});
+    }
+
+    function onDetailsToggle(event) {
+        var box = event.target;
+        if (!page || !box || box.tagName !== 'DETAILS' || !box.open) {
+            return;
+        }
+        var list = box.querySelector('.card-details');
+        var match = list && /^card-(.+)-details$/.exec(list.id);
+        if (match && page.instances[match[1]]) {
+            renderDetailsOf(page.instances[match[1]]);
+        }
+    }
+    // The toggle event does not bubble, so it is caught on the way down.
+    document.addEventListener('toggle', onDetailsToggle, true);
 
     // Bring one card up to date with an InstanceState.to_dict(); unchanged parts are skipped.
     function renderCard(instance) {
@@ -212,11 +278,34 @@
         patch('card-' + key + '-problem', {className: problem ? 'card-problem' : 'card-problem d-none'});
         patch('card-' + key + '-failure', {children: instance.failure ? text('failure.' + instance.failure) : ''});
         patch('card-' + key + '-reason', {children: instance.reason || ''});
-        patch('card-' + key + '-since', {
-            children: instance.since ? text('ui.card.since', {time: formatTime(instance.since)}) : ''
-        });
-        patch('card-' + key + '-details', {children: renderDetails(instance.details)});
+        patch('card-' + key + '-since', {children: sinceText(instance)});
+        if (detailsOpen(key)) {
+            renderDetailsOf(instance);
+        }
         renderMetrics(instance);
+    }
+
+    // The start of a problem, shown only inside the problem box of a card that has one.
+    function sinceText(instance) {
+        var problem = instance.status !== 'running' && Boolean(instance.failure || instance.reason);
+        return problem && instance.since ? text('ui.card.since', {time: formatTime(instance.since)}) : '';
+    }
+
+    /*
+     * Record what the server drew for a card (dashapp/ui/cards.py renders the same catalog
+     * strings and classes), so a new page sends only what differs: the times, which only the
+     * browser can put in its own time zone.
+     */
+    function seedCard(instance) {
+        var sinceId = 'card-' + instance.key + '-since';
+        seeding = true;
+        try {
+            renderCard(instance);
+        } finally {
+            seeding = false;
+        }
+        applied[sinceId + '\u0000children'] = JSON.stringify('');  // the server leaves it empty
+        patch(sinceId, {children: sinceText(instance)});
     }
 
     // Show, hide and order the cards; CSS `order` moves a card without re-rendering the grid.
@@ -233,11 +322,16 @@
                 (filters.statuses.length === 0 || filters.statuses.indexOf(instance.status) !== -1) &&
                 (search === '' || instance.name.toLowerCase().indexOf(search) !== -1);
             var rank = filters.abnormalFirst ? STATUS_RANK[instance.status] || 0 : 0;
-            var style = {order: rank * 100000 + index};
-            if (!visible) {
-                style.display = 'none';
-            }
-            patch('card-' + key, {style: style});
+            var order = String(rank * 100000 + index);
+            var display = visible ? '' : 'none';
+            writeDom('card-' + key, function (node) {
+                if (node.style.order !== order) {
+                    node.style.order = order;
+                }
+                if (node.style.display !== display) {
+                    node.style.display = display;
+                }
+            });
             shown += visible ? 1 : 0;
         });
         patch('cards-count', {children: text('ui.filter.shown', {shown: shown, total: page.keys.length})});
@@ -592,7 +686,7 @@
             };
             config.instances.forEach(function (instance) {
                 page.instances[instance.key] = instance;
-                renderCard(instance);
+                seedCard(instance);
             });
             renderSummary(config.summary);
             layoutCards();
