@@ -40,22 +40,48 @@
     applyTheme(readTheme());
 
     /*
-     * Dash merges queued runs of one callback and keeps only the newest prop value, so two
-     * messages that arrive back to back (a change and its summary) could reach the `message`
-     * callback as one. Every frame of the page's socket is therefore queued here as it
-     * arrives, and the callback drains the queue in order.
+     * Frames of the page's own socket are handled here, not through the WebSocket component's
+     * `message` prop, for two reasons:
+     * - Dash merges queued runs of one callback and keeps only the newest prop value, so two
+     *   frames that arrive back to back (a change and its summary) could reach a `message`
+     *   callback as one.
+     * - dash-renderer appends every prop change that a component makes to its undo history,
+     *   which is never trimmed (checked in dash 4.4.1): each frame set as `message` would stay
+     *   in memory for as long as the page is open, days on a wall screen.
+     * So the component's onmessage handler is never installed on this socket; its `state` prop
+     * (open, closed) still drives the connection callbacks.
      */
     var NativeWebSocket = window.WebSocket;
     var inbox = [];
     var pageSocket = null;
+    var draining = false;
+
+    function drainInbox() {
+        draining = false;
+        if (page === null) {
+            inbox.length = 0;
+            return;
+        }
+        inbox.splice(0, inbox.length).forEach(handleFrame);
+    }
 
     function TrackedWebSocket(url, protocols) {
         var socket = protocols === undefined ? new NativeWebSocket(url) : new NativeWebSocket(url, protocols);
         if (page && String(url).indexOf(page.wsBase) === 0) {
             pageSocket = socket;
+            Object.defineProperty(socket, 'onmessage', {
+                configurable: true,
+                get: function () { return null; },
+                set: function () { /* frames go to the inbox below instead */ }
+            });
             socket.addEventListener('message', function (event) {
-                if (socket === pageSocket) {
-                    inbox.push(event.data);
+                if (socket !== pageSocket) {
+                    return;
+                }
+                inbox.push(event.data);
+                if (!draining) {
+                    draining = true;
+                    setTimeout(drainInbox, 0);
                 }
             });
         }
@@ -697,15 +723,13 @@
             return socketUrl(0);
         },
 
+        // Only a socket the page did not create itself sets `message`; the page's own frames
+        // arrive through drainInbox.
         onMessage: function (message) {
-            if (page === null) {
+            if (page === null || !message || !message.data) {
                 return;
             }
-            var frames = inbox.splice(0, inbox.length);
-            if (frames.length === 0 && pageSocket === null && message && message.data) {
-                frames = [message.data];  // the socket was not tracked: fall back to the prop
-            }
-            frames.forEach(handleFrame);
+            handleFrame(message.data);
         },
 
         onSocketState: function (state) {
