@@ -46,8 +46,8 @@
      *   frames that arrive back to back (a change and its summary) could reach a `message`
      *   callback as one.
      * - dash-renderer appends every prop change that a component makes to its undo history,
-     *   which is never trimmed (checked in dash 4.4.1): each frame set as `message` would stay
-     *   in memory for as long as the page is open, days on a wall screen.
+     *   which is never trimmed (checked in dash 4.4.1). Each frame set as `message` would stay
+     *   in memory for as long as the page is open, which is days on a wall screen.
      * So the component's onmessage handler is never installed on this socket; its `state` prop
      * (open, closed) still drives the connection callbacks.
      */
