@@ -6,6 +6,7 @@ import itertools
 import shutil
 import uuid
 
+import pymysql
 import pytest
 
 from dashapp.config import InstanceConfig
@@ -96,3 +97,23 @@ def refusing_port():
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory):
     return servers.make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def shared_mysql_user(unique_name):
+    """Create a user on the shared MariaDB with a given password; drop it afterwards."""
+    created = []
+    admin = pymysql.connect(host=servers.LOOPBACK, port=3306, user="root", autocommit=True)
+
+    def create(password: str) -> str:
+        name = unique_name("dashapp_test")
+        with admin.cursor() as cursor:
+            cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
+        created.append(name)
+        return name
+
+    yield create
+    with admin.cursor() as cursor:
+        for name in created:
+            cursor.execute("DROP USER IF EXISTS %s@'%%'", (name,))
+    admin.close()

@@ -51,26 +51,6 @@ def redis_acl_user(unique_name):
     admin.close()
 
 
-@pytest.fixture
-def mysql_user(unique_name):
-    """Create users on the shared MariaDB; drop them afterwards."""
-    created = []
-    admin = pymysql.connect(host=servers.LOOPBACK, port=3306, user="root", autocommit=True)
-
-    def create(password: str) -> str:
-        name = unique_name("mon")
-        with admin.cursor() as cursor:
-            cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
-        created.append(name)
-        return name
-
-    yield create
-    with admin.cursor() as cursor:
-        for name in created:
-            cursor.execute("DROP USER IF EXISTS %s@'%%'", (name,))
-    admin.close()
-
-
 def test_c1_paused_redis_times_out_then_recovers(make_instance, redis_server):
     probe = create_probe(make_instance("redis", port=redis_server.port, timeout=3.0))
     assert probe.check().ok
@@ -123,9 +103,9 @@ def test_c7_redis_wrong_password_stays_hidden(make_instance, redis_acl_user, cap
     assert_password_hidden(C7_REDIS_PASSWORD, result, caplog)
 
 
-def test_c7_mysql_password_with_url_characters(make_instance, mysql_user, caplog):
+def test_c7_mysql_password_with_url_characters(make_instance, shared_mysql_user, caplog):
     caplog.set_level(logging.DEBUG)
-    user = mysql_user(C7_MYSQL_PASSWORD)
+    user = shared_mysql_user(C7_MYSQL_PASSWORD)
     probe = create_probe(make_instance("mysql", user=user, password=C7_MYSQL_PASSWORD))
     result = probe.check()
     probe.close()
@@ -133,9 +113,9 @@ def test_c7_mysql_password_with_url_characters(make_instance, mysql_user, caplog
     assert_password_hidden(C7_MYSQL_PASSWORD, result, caplog)
 
 
-def test_c7_mysql_wrong_password_stays_hidden(make_instance, mysql_user, caplog):
+def test_c7_mysql_wrong_password_stays_hidden(make_instance, shared_mysql_user, caplog):
     caplog.set_level(logging.DEBUG)
-    user = mysql_user("another-Password-1")
+    user = shared_mysql_user("another-Password-1")
     result = create_probe(make_instance("mysql", user=user, password=C7_MYSQL_PASSWORD)).check()
     assert result.failure == FailureKind.AUTHENTICATION
     assert_password_hidden(C7_MYSQL_PASSWORD, result, caplog)

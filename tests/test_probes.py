@@ -37,26 +37,6 @@ def timed_check(probe):
 
 
 @pytest.fixture
-def shared_mysql_user(unique_name):
-    """Create a user on the shared MariaDB with a given password; drop it afterwards."""
-    created = []
-    admin = pymysql.connect(host=servers.LOOPBACK, port=3306, user="root", autocommit=True)
-
-    def create(password: str) -> str:
-        name = unique_name("dashapp_test")
-        with admin.cursor() as cursor:
-            cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
-        created.append(name)
-        return name
-
-    yield create
-    with admin.cursor() as cursor:
-        for name in created:
-            cursor.execute("DROP USER IF EXISTS %s@'%%'", (name,))
-    admin.close()
-
-
-@pytest.fixture
 def shared_redis_acl_user(unique_name):
     """Create an ACL user on the shared Redis with the given rules; delete it afterwards."""
     created = []
