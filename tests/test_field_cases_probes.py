@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import time
 
-import pymysql
 import pytest
 import redis
 
