@@ -62,7 +62,7 @@
             inbox.length = 0;
             return;
         }
-        inbox.splice(0, inbox.length).forEach(handleFrame);
+        handleFrames(inbox.splice(0, inbox.length));
     }
 
     function TrackedWebSocket(url, protocols) {
@@ -512,7 +512,7 @@
         } else {
             burst.summary.message = text('ui.toast.many', {count: burst.count});
         }
-        renderToasts();
+        page.pending.toasts = true;  // drawn once per batch of frames, by handleFrames
     }
 
     // ---- staleness -----------------------------------------------------------------------
@@ -547,9 +547,8 @@
             page.instances[instance.key] = instance;
             renderCard(instance);
         });
-        renderSummary(message.summary);
-        layoutCards();
-        updateTitle();
+        page.pending.summary = message.summary;
+        page.pending.layout = true;
         setStale(false);
     }
 
@@ -560,8 +559,7 @@
         }
         page.instances[instance.key] = instance;
         renderCard(instance);
-        layoutCards();
-        updateTitle();
+        page.pending.layout = true;
         toastChange(message.name, message.current);
     }
 
@@ -575,6 +573,27 @@
                 renderMetrics(instance);
             }
         });
+    }
+
+    /*
+     * Apply a batch of frames, then redraw the summary, charts and card order once. When many
+     * instances change at once (a network cut), frames arrive by the hundred, and a chart
+     * redrawn per frame would keep the page busy for seconds.
+     */
+    function handleFrames(frames) {
+        page.pending = {summary: null, layout: false, toasts: false};
+        frames.forEach(handleFrame);
+        var pending = page.pending;
+        if (pending.summary !== null) {
+            renderSummary(pending.summary);
+        }
+        if (pending.layout) {
+            layoutCards();
+            updateTitle();
+        }
+        if (pending.toasts) {
+            renderToasts();
+        }
     }
 
     function handleFrame(data) {
@@ -591,7 +610,7 @@
         } else if (message.type === 'instance_status_change') {
             applyChange(message);
         } else if (message.type === 'status_summary_update') {
-            renderSummary(message.summary);
+            page.pending.summary = message.summary;
         } else if (message.type === 'heartbeat') {
             applyHeartbeat(message);
         }
@@ -729,7 +748,7 @@
             if (page === null || !message || !message.data) {
                 return;
             }
-            handleFrame(message.data);
+            handleFrames([message.data]);
         },
 
         onSocketState: function (state) {
