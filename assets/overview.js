@@ -33,8 +33,6 @@
 
     var page = null;       // state of the rendered page, replaced when the page is rendered again
     var applied = {};      // id -> JSON of the props last set, so unchanged props are never sent again
-    // While true, patch() only records props as applied: the server already rendered them.
-    var seeding = false;
 
     // Apply the stored theme before Dash renders, so a dark wall screen never flashes white.
     applyTheme(readTheme());
@@ -118,23 +116,26 @@
                 any = true;
             }
         });
-        if (any && !seeding) {
+        if (any) {
             window.dash_clientside.set_props(id, changed);
         }
     }
 
     /*
      * Each set_props call makes the Dash renderer re-check every component on the page, so with
-     * 1,000 cards a call per card turns quadratic. Text and styles that change for many cards at
-     * once (latency and last check on every heartbeat, the order and visibility of cards) are
-     * written to the DOM directly. React leaves them alone because Dash never changes the props
-     * of those elements after the first render.
+     * 1,000 cards a call per card turns quadratic: a page never finished loading, and a network
+     * cut that changes hundreds of cards at once took many seconds to show. The parts of a card
+     * (status, problem, latency, last check, order and visibility) are therefore written to the
+     * DOM directly, batched per animation frame. React leaves them alone because Dash never
+     * changes the props of those elements after the server rendered them; only a card's details
+     * list still goes through set_props.
      */
-    var domWrites = {};       // element id -> function applying the newest value to the element
+    // element id + aspect ("text", "class", "layout") -> {id, apply}: the newest write wins
+    var domWrites = {};
     var domFrame = null;
 
-    function writeDom(id, apply) {
-        domWrites[id] = apply;
+    function writeDom(id, aspect, apply) {
+        domWrites[id + '\u0000' + aspect] = {id: id, apply: apply};
         if (domFrame === null) {
             domFrame = window.requestAnimationFrame(flushDom);
         }
@@ -143,12 +144,13 @@
     function flushDom() {
         domFrame = null;
         var waiting = {};
-        Object.keys(domWrites).forEach(function (id) {
-            var node = document.getElementById(id);
+        Object.keys(domWrites).forEach(function (slot) {
+            var write = domWrites[slot];
+            var node = document.getElementById(write.id);
             if (node) {
-                domWrites[id](node);
+                write.apply(node);
             } else {
-                waiting[id] = domWrites[id];  // not drawn yet on a first render: retry next frame
+                waiting[slot] = write;  // not drawn yet on a first render: retry next frame
             }
         });
         domWrites = waiting;
@@ -158,9 +160,17 @@
     }
 
     function setText(id, value) {
-        writeDom(id, function (node) {
+        writeDom(id, 'text', function (node) {
             if (node.textContent !== value) {
                 node.textContent = value;
+            }
+        });
+    }
+
+    function setClass(id, value) {
+        writeDom(id, 'class', function (node) {
+            if (node.className !== value) {
+                node.className = value;
             }
         });
     }
@@ -296,15 +306,13 @@
         var status = instance.status;
         var problem = status !== 'running' && Boolean(instance.failure || instance.reason);
 
-        patch('card-' + key + '-body', {className: 'instance-card status-' + status});
-        patch('card-' + key + '-status', {
-            children: text('status.' + status),
-            className: 'status-badge status-' + status
-        });
-        patch('card-' + key + '-problem', {className: problem ? 'card-problem' : 'card-problem d-none'});
-        patch('card-' + key + '-failure', {children: instance.failure ? text('failure.' + instance.failure) : ''});
-        patch('card-' + key + '-reason', {children: instance.reason || ''});
-        patch('card-' + key + '-since', {children: sinceText(instance)});
+        setClass('card-' + key + '-body', 'instance-card status-' + status);
+        setText('card-' + key + '-status', text('status.' + status));
+        setClass('card-' + key + '-status', 'status-badge status-' + status);
+        setClass('card-' + key + '-problem', problem ? 'card-problem' : 'card-problem d-none');
+        setText('card-' + key + '-failure', instance.failure ? text('failure.' + instance.failure) : '');
+        setText('card-' + key + '-reason', instance.reason || '');
+        setText('card-' + key + '-since', sinceText(instance));
         if (detailsOpen(key)) {
             renderDetailsOf(instance);
         }
@@ -317,22 +325,6 @@
         return problem && instance.since ? text('ui.card.since', {time: formatTime(instance.since)}) : '';
     }
 
-    /*
-     * Record what the server drew for a card (dashapp/ui/cards.py renders the same catalog
-     * strings and classes), so a new page sends only what differs: the times, which only the
-     * browser can put in its own time zone.
-     */
-    function seedCard(instance) {
-        var sinceId = 'card-' + instance.key + '-since';
-        seeding = true;
-        try {
-            renderCard(instance);
-        } finally {
-            seeding = false;
-        }
-        applied[sinceId + '\u0000children'] = JSON.stringify('');  // the server leaves it empty
-        patch(sinceId, {children: sinceText(instance)});
-    }
 
     // Show, hide and order the cards; CSS `order` moves a card without re-rendering the grid.
     function layoutCards() {
@@ -350,7 +342,7 @@
             var rank = filters.abnormalFirst ? STATUS_RANK[instance.status] || 0 : 0;
             var order = String(rank * 100000 + index);
             var display = visible ? '' : 'none';
-            writeDom('card-' + key, function (node) {
+            writeDom('card-' + key, 'layout', function (node) {
                 if (node.style.order !== order) {
                     node.style.order = order;
                 }
@@ -731,7 +723,7 @@
             };
             config.instances.forEach(function (instance) {
                 page.instances[instance.key] = instance;
-                seedCard(instance);
+                renderCard(instance);
             });
             renderSummary(config.summary);
             layoutCards();
