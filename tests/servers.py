@@ -101,9 +101,15 @@ class ServerProcess:
         self._signal_and_wait(signal.SIGKILL)
 
     def pause(self) -> None:
-        """Freeze the server with SIGSTOP: its sockets stay open but nothing answers."""
+        """Freeze the server with SIGSTOP: its sockets stay open but nothing answers.
+
+        Returns once every thread of the server is stopped: a signal is delivered
+        asynchronously, so a quick reply could otherwise still go out after kill() returns.
+        """
         self.send_signal(signal.SIGSTOP)
         self._paused = True
+        wait_until(lambda: _all_threads_stopped(self.process.pid), START_TIMEOUT_S,
+                   f"{self.name} (pid {self.process.pid}) to stop")
 
     def resume(self) -> None:
         self.send_signal(signal.SIGCONT)
@@ -438,3 +444,13 @@ def make_tls_files(directory: Path) -> dict[str, Path]:
     paths["key"].write_bytes(server_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return paths
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Tell whether every thread of a process is stopped (state T in /proc/PID/task/*/stat)."""
+    try:
+        states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                  for task in Path(f"/proc/{pid}/task").iterdir()]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return bool(states) and all(state in ("T", "t") for state in states)
