@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import subprocess
+from pathlib import Path
 import uuid
 
 import pymysql
@@ -117,3 +119,21 @@ def shared_mysql_user(unique_name):
         for name in created:
             cursor.execute("DROP USER IF EXISTS %s@'%%'", (name,))
     admin.close()
+
+
+@pytest.fixture
+def shipped_config(tmp_path) -> Path:
+    """Copy the instances.toml that the repository ships into tmp_path and return its path.
+
+    The committed version is used when git has one, so a user who edits the working copy to
+    watch their own servers, as the README suggests, does not make these tests fail.
+    """
+    root = Path(__file__).resolve().parent.parent
+    try:
+        text = subprocess.run(["git", "show", "HEAD:instances.toml"], cwd=root, capture_output=True,
+                              check=True, text=True, encoding="utf-8").stdout
+    except (OSError, subprocess.CalledProcessError):
+        text = (root / "instances.toml").read_text(encoding="utf-8")
+    path = tmp_path / "instances.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

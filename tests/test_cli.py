@@ -114,8 +114,8 @@ def test_check_reads_dbmon_config(tmp_path):
     assert completed.stdout.startswith(f"OK: 3 instances in {path}")
 
 
-def test_check_shipped_file_from_repository(tmp_path):
-    completed = run_cli("check", "--lang", "en", cwd=REPO_ROOT)
+def test_check_shipped_file_from_repository(shipped_config):
+    completed = run_cli("check", "--lang", "en", cwd=shipped_config.parent)
 
     assert completed.returncode == 0
     assert completed.stdout == "OK: 4 instances in instances.toml (4 enabled).\n"
@@ -162,8 +162,8 @@ def test_probe_local_servers_exits_zero(tmp_path):
     assert [result["status"] for result in results] == ["running", "running", "running"]
 
 
-def test_probe_shipped_file_exits_zero():
-    completed = run_cli("probe", "--json", cwd=REPO_ROOT)
+def test_probe_shipped_file_exits_zero(shipped_config):
+    completed = run_cli("probe", "--json", cwd=shipped_config.parent)
     results = json.loads(completed.stdout)
 
     assert completed.returncode == 0, completed.stdout

@@ -145,9 +145,8 @@ def test_byte_order_mark_is_accepted(tmp_path):
     assert load_config(path).instances[0].name == "订单库-主"
 
 
-def test_shipped_file_loads(monkeypatch):
-    monkeypatch.chdir(REPO_ROOT)
-    config = load_config("instances.toml")
+def test_shipped_file_loads(shipped_config):
+    config = load_config(str(shipped_config))
     types = sorted(loaded.type for loaded in config.instances)
 
     assert types == ["mysql", "postgresql", "redis", "tcp"]
@@ -156,10 +155,10 @@ def test_shipped_file_loads(monkeypatch):
     assert all(loaded.host == "127.0.0.1" for loaded in config.instances)
 
 
-def test_shipped_file_comments_show_every_key():
+def test_shipped_file_comments_show_every_key(shipped_config):
     from dashapp.config import DEFAULTS_KEYS, INSTANCE_KEYS
 
-    text = (REPO_ROOT / "instances.toml").read_text(encoding="utf-8")
+    text = shipped_config.read_text(encoding="utf-8")
 
     for key in (*DEFAULTS_KEYS, *INSTANCE_KEYS):
         assert f"\n#   {key} " in text or f"\n# {key} = " in text or f"\n{key} = " in text, key
