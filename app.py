@@ -16,7 +16,10 @@ from dashapp.service import Settings, normalize_prefix, run
 
 def parse_settings(argv: list[str]) -> Settings:
     defaults = Settings.from_environment()
-    parser = argparse.ArgumentParser(description="Real-time database instance monitor")
+    parser = argparse.ArgumentParser(
+        description="Real-time database instance monitor",
+        epilog="Environment variables set the same options: DBMON_CONFIG, DBMON_HOST, DBMON_PORT, "
+               "DBMON_PATH_PREFIX and DBMON_ALLOWED_ORIGINS (comma-separated). Options win.")
     parser.add_argument("--config", default=defaults.config_path, help="instances file (default %(default)s)")
     parser.add_argument("--host", default=defaults.host, help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="port to listen on (default %(default)s)")

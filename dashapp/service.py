@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -145,9 +146,27 @@ def run(settings: Settings) -> int:
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 2
+    problem = _check_port(settings.host, settings.port)
+    if problem:
+        log.error("cannot start: %s", problem)
+        return 2
     service = Service(config, settings)
     log.info("serving on http://%s:%d%s (configuration %s, %d instances)", settings.host, settings.port,
              settings.path_prefix, config.path, len(config.instances))
     # A reverse proxy strips the path prefix; Dash alone needs it, to build the URLs the browser requests.
     serve(service.build_asgi_app(), settings.host, settings.port)
     return 0
+
+
+def _check_port(host: str, port: int) -> str | None:
+    """Return why the server could not listen on host:port, or None if it can.
+
+    uvicorn reports a taken port only after the scheduler has started probing, and with an exit
+    code that says nothing; checking first gives the operator the fix.
+    """
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as error:
+        return (f"cannot listen on {host}:{port} ({error.strerror}); "
+                f"stop the program that uses it, or choose another port with --port or DBMON_PORT")

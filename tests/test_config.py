@@ -10,7 +10,6 @@ import pytest
 
 from dashapp.config import ConfigError, load_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 GOOD_MYSQL = """
 [[instances]]

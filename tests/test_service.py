@@ -101,3 +101,19 @@ def _watcher(running):
                                            ("/monitor/", "/monitor/"), ("/a/b", "/a/b/")])
 def test_path_prefix_is_normalized(raw, expected):
     assert normalize_prefix(raw) == expected
+
+
+def test_taken_port_is_reported_before_start(tmp_path, caplog):
+    import socket
+
+    from dashapp.service import run
+
+    path = tmp_path / "instances.toml"
+    write(path, GOOD)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="dashapp.service"):
+            code = run(Settings(config_path=str(path), port=port))
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in caplog.text
+    assert "--port" in caplog.text
