@@ -41,7 +41,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "ui.card.never_checked": {"zh": "尚未检测", "en": "Not checked yet"},
     "ui.card.since": {"zh": "自 {time} 起", "en": "since {time}"},
     "ui.card.details": {"zh": "详情", "en": "Details"},
-    "ui.card.no_details": {"zh": "暂无详情", "en": "No details yet"},
+    "ui.card.no_details": {"zh": "无详情", "en": "No details"},
     "ui.unavailable": {"zh": "不可用", "en": "unavailable"},
     "ui.yes": {"zh": "是", "en": "yes"},
     "ui.no": {"zh": "否", "en": "no"},
