@@ -1,6 +1,6 @@
 """Domain types shared by the probes, the state store, the scheduler and the pages.
 
-Nothing here holds a credential: an InstanceState is built from the public fields of an
+Nothing here contains a credential: an InstanceState is built from the public fields of an
 instance's configuration, so it can be sent to a browser as it is.
 """
 
@@ -20,7 +20,7 @@ class Status(str, enum.Enum):
 
 
 class FailureKind(str, enum.Enum):
-    """Why a probe failed, in the terms a DBA triages by."""
+    """The kind of a probe failure, in the terms a DBA triages by."""
 
     REFUSED = "refused"
     TIMEOUT = "timeout"

@@ -1,7 +1,7 @@
 """The scheduler: probe every instance on its interval, store the results, re-probe on a socket's exit.
 
 A run reads as probe -> store: the store decides whether the result is a transition and emits the
-events. APScheduler triggers the runs; probes run concurrently on its bounded thread pool, and a
+events. APScheduler triggers the runs, and probes run concurrently on its bounded thread pool. A
 run whose previous probe of the same instance is still in flight is skipped, not queued.
 """
 
@@ -39,8 +39,8 @@ MIN_WORKERS = 32
 def default_workers(instance_count: int) -> int:
     """Size the probe pool: a worker per four instances, between 32 and 1,024.
 
-    A healthy probe holds a worker for milliseconds, but a silent server holds one for its whole
-    timeout, so the pool must cover the silent share. More threads than about a thousand cost
+    A healthy probe occupies a worker for milliseconds, but a silent server occupies one for its
+    whole timeout, so the pool must cover the silent share. More threads than about a thousand cost
     more in GIL contention than they add in concurrency on a 2-core machine (bench/RESULTS.md).
     """
     return min(MAX_WORKERS, max(MIN_WORKERS, instance_count // 4))
@@ -49,8 +49,8 @@ def default_workers(instance_count: int) -> int:
 def _phase(instance: InstanceConfig) -> timedelta:
     """Offset an instance's probes within its interval, the same for the same name.
 
-    Every instance probes at once on start-up; after that, instances whose probes all fell on the
-    same instant would wake thousands of threads together every interval. A stable offset derived
+    Every instance probes at once on start-up. If later probes all fell on the same instant, each
+    interval would wake thousands of threads together. A stable offset derived
     from the key spreads them evenly and keeps an instance's rhythm across reloads.
     """
     fraction = int(instance.key[1:], 16) % 1000 / 1000
@@ -67,7 +67,7 @@ class _SkipFilter(logging.Filter):
 
 _apscheduler_log = logging.getLogger(__name__ + ".apscheduler")
 _apscheduler_log.addFilter(_SkipFilter())
-# APScheduler logs every job it adds at INFO: thousands of lines at start-up that say nothing new.
+# APScheduler logs every job it adds at INFO, which means thousands of uninformative lines at start-up.
 _apscheduler_log.setLevel(logging.WARNING)
 
 
@@ -130,8 +130,8 @@ class Monitor:
                                 id="watchdog", max_instances=1)
         if self._watch:
             self._watch.start()
-        # Jobs added to a running scheduler wake its thread once each; with thousands of
-        # instances that thread would contend with this one for the job store until all are added.
+        # Each job added to a running scheduler wakes its thread. With thousands of instances that
+        # thread would contend with this one for the job store until all jobs are added.
         self._scheduler.start(paused=True)
         self.reload(enabled)
         self._scheduler.resume()

@@ -161,8 +161,8 @@ def run(settings: Settings) -> int:
 def _check_port(host: str, port: int) -> str | None:
     """Return why the server could not listen on host:port, or None if it can.
 
-    uvicorn reports a taken port only after the scheduler has started probing, and with an exit
-    code that says nothing; checking first gives the operator the fix.
+    uvicorn reports a taken port only after the scheduler has started probing, with an exit code
+    that explains nothing, so checking first gives the operator the fix.
     """
     try:
         with socket.create_server((host, port)):

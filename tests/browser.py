@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import uvicorn
 
 from dashapp.model import ProbeResult
 from dashapp.push import PushHub
 from dashapp.server import create_asgi_app
+from live_server import wait_started
 
 START_TIMEOUT = 10.0
 
@@ -64,13 +64,7 @@ class ServingThread:
                                         name="browser-test-uvicorn", daemon=True)
         self._thread.start()
 
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("uvicorn exited before it started")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start within {START_TIMEOUT} s")
-            time.sleep(0.01)
+        wait_started(self._server, self._thread)
         return self
 
     def stop(self) -> None:

@@ -23,6 +23,17 @@ def make_dash_app(**kwargs) -> dash.Dash:
     return app
 
 
+def wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+    """Wait until uvicorn in `thread` accepts connections; raise if it exits or takes too long."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("uvicorn exited before it started")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start within {START_TIMEOUT} s")
+        time.sleep(0.01)
+
+
 class LiveServer:
     """Run an ASGI app under uvicorn in a thread; the port is bound before the thread starts."""
 
@@ -39,13 +50,7 @@ class LiveServer:
 
     def start(self) -> "LiveServer":
         self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("uvicorn exited before it started")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start within {START_TIMEOUT} s")
-            time.sleep(0.01)
+        wait_started(self.server, self._thread)
         return self
 
     def stop(self) -> None:

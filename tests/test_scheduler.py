@@ -122,11 +122,10 @@ def test_stalled_probe_is_skipped_not_queued(store, monitor, make_instance):
 def test_dead_instances_do_not_delay_living_ones(store, monitor, make_instance):
     """Twelve silent listeners beside the local MariaDB, Redis and PostgreSQL."""
     with servers_silent(12) as listeners:
-        living = [make_instance("mysql"), make_instance("redis"), make_instance("postgresql")]
-        dead = [make_instance("mysql" if i % 3 == 0 else "redis" if i % 3 == 1 else "postgresql",
-                              port=listener.port, interval=5, timeout=3)
+        types = ["mysql", "redis", "postgresql"]
+        living = [make_instance(type_name, interval=5, timeout=3) for type_name in types]
+        dead = [make_instance(types[i % 3], port=listener.port, interval=5, timeout=3)
                 for i, listener in enumerate(listeners)]
-        living = [make_instance(i.type, interval=5, timeout=3, name=i.name) for i in living]
         monitor(living + dead)
 
         deadline = time.monotonic() + 21

@@ -174,7 +174,7 @@ def test_summary_counts_by_status_type_and_tag(store_and_clock):
     assert summary["by_tag"]["订单"] == {"running": 1}
 
 
-def test_events_carry_type_and_server_time_and_no_password(store_and_clock):
+def test_events_have_envelope_without_password(store_and_clock):
     store, clock = store_and_clock
     events = collect(store)
     store.configure([make_instance()])

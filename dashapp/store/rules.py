@@ -35,7 +35,7 @@ def apply_result(state: InstanceState, instance: InstanceConfig, result: ProbeRe
     if target is None or target == state.status:
         if target == Status.ABNORMAL:
             # Keep the newest reason while abnormal, so that "refused" becomes "timeout" when a
-            # stopped host also stops answering, without a new transition.
+            # stopped host also stops responding, without a new transition.
             state.reason = result.reason
             state.failure = result.failure
         return None
