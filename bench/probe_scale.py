@@ -44,7 +44,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED  # noqa: E402
+from apscheduler.events import EVENT_JOB_SUBMITTED  # noqa: E402
 
 from dashapp.config import InstanceConfig  # noqa: E402
 from dashapp.model import ProbeResult, Status  # noqa: E402
@@ -58,6 +58,7 @@ from tests.servers import (  # noqa: E402
 
 SIZES = (1000, 5000, 10000)
 TYPES = ("mysql", "redis", "postgresql", "tcp")
+RUN_KINDS = ("quick", "full", "quick+full")
 # PostgreSQL runs one server process per connection, so its share stays small.
 POSTGRES_MAX_INSTANCES = 300
 BLACK_HOLE_LISTENERS = 8
@@ -279,16 +280,21 @@ def build_instances(mix: Mix, targets: Targets, interval: float, timeout: float)
 # --- observing the engine ----------------------------------------------------------------------
 
 class Run:
-    """One probe of one instance: when it started, when its check ended and when it was stored."""
+    """One probe of one instance: when it started, when its check ended and when it was stored.
 
-    __slots__ = ("start", "check_end", "stored", "check_cpu", "record_cpu")
+    `kind` is "quick" (on the probe loop), "full" (on a worker) or "quick+full" (a quick check
+    that found its kept connection broken and handed over to a full check, which reconnects).
+    """
 
-    def __init__(self, start: float):
+    __slots__ = ("start", "check_end", "stored", "check_cpu", "record_cpu", "kind")
+
+    def __init__(self, start: float, kind: str):
         self.start = start
         self.check_end: float | None = None
         self.stored: float | None = None
         self.check_cpu = 0.0
         self.record_cpu = 0.0
+        self.kind = kind
 
 
 class Observations:
@@ -305,7 +311,6 @@ class Observations:
         self.type_of = {instance.name: instance.type for instance in instances}
         self.name_of_job = {instance.key: instance.name for instance in instances}
         self.scheduled: dict[str, list[float]] = collections.defaultdict(list)
-        self.skipped_at: dict[str, list[float]] = collections.defaultdict(list)
         self.watchdog_records = 0
 
     def grid_anchor(self, name: str) -> float | None:
@@ -319,23 +324,48 @@ class Observations:
             return  # the monitor's own watchdog job
         if len(self.scheduled[name]) < 2:
             self.scheduled[name].append(event.scheduled_run_times[-1].timestamp())
-        if event.code == EVENT_JOB_MAX_INSTANCES:
-            self.skipped_at[name].append(event.scheduled_run_times[-1].timestamp())
 
 
 class TimedProbe:
-    """A probe wrapper that timestamps check() and measures the CPU time its thread spends in it."""
+    """A probe wrapper that timestamps each run and measures the CPU time its calls take.
+
+    A quick check's CPU counts start_quick and finish_quick on the probe loop, not the reads in
+    between (QuickCheck.advance); the probe loop's thread group shows the whole loop.
+    """
 
     def __init__(self, probe, runs: list[Run]):
         self._probe = probe
         self._runs = runs
+        self._handed_over: Run | None = None
+
+    def start_quick(self):
+        start, cpu = time.time(), time.thread_time()
+        quick = self._probe.start_quick()
+        if quick is not None:
+            run = Run(start, "quick")
+            run.check_cpu = time.thread_time() - cpu
+            self._runs.append(run)
+        return quick
+
+    def finish_quick(self, quick):
+        cpu = time.thread_time()
+        result = self._probe.finish_quick(quick)
+        run = self._runs[-1]
+        run.check_cpu += time.thread_time() - cpu
+        run.check_end = time.time()
+        if result is None:
+            run.kind = "quick+full"
+            self._handed_over = run
+        return result
 
     def check(self) -> ProbeResult:
-        run = Run(time.time())
-        self._runs.append(run)
+        run, self._handed_over = self._handed_over, None
+        if run is None:
+            run = Run(time.time(), "full")
+            self._runs.append(run)
         cpu = time.thread_time()
         result = self._probe.check()
-        run.check_cpu = time.thread_time() - cpu
+        run.check_cpu += time.thread_time() - cpu
         run.check_end = time.time()
         return result
 
@@ -390,10 +420,10 @@ def thread_groups() -> dict[int, str]:
         name = thread.name
         if name == "APScheduler":
             group = "apscheduler"
-        elif name.startswith("ThreadPoolExecutor"):
+        elif name.startswith("probe_"):
             group = "workers"
-        elif name == "exit-watch":
-            group = "exit watch"
+        elif name == "probe-loop":
+            group = "probe loop"
         elif name in ("MainThread", "bench-sampler"):
             group = "bench"
         else:
@@ -473,6 +503,9 @@ class TickSample:
     fds: int
     threads: int
     in_flight: int
+    skipped: int
+    quick_checks: int
+    handed_off: int
 
 
 class Sampler:
@@ -510,11 +543,14 @@ class Sampler:
         groups = cpu_by_group()
         status = status_fields("VmRSS", "Threads")
         fds = open_fds()
+        loop = self._monitor._loop
         sampler_cpu = time.thread_time() - own
         return TickSample(at=at, machine_busy=busy, machine_total=total, servers_cpu=servers,
                           process_cpu=process_cpu_seconds, groups=groups, sampler_cpu=sampler_cpu,
                           rss_kb=status["VmRSS"], fds=fds, threads=status["Threads"],
-                          in_flight=self._monitor.in_flight())
+                          in_flight=self._monitor.in_flight(), skipped=self._monitor.skipped,
+                          quick_checks=loop.quick_checks if loop else 0,
+                          handed_off=loop.handed_off if loop else 0)
 
 
 # --- one size ----------------------------------------------------------------------------------
@@ -620,7 +656,7 @@ def measure(instances: list[InstanceConfig], options: Options, server_pids: Call
     figures = summarize(observations, sampler.samples, origin, first_tick, last_tick, options)
     figures.update(start_s=start_seconds, stop_s=stop_seconds, grid_spread_s=spread,
                    warmup_s=ready - began, warmed_up=first_results_at is not None,
-                   skipped=sum(map(len, observations.skipped_at.values())), watchdog_records=observations.watchdog_records,
+                   skipped=final.skipped, watchdog_records=observations.watchdog_records,
                    baseline_fds=baseline.fds, final=final, hwm_kb=status_fields("VmHWM")["VmHWM"],
                    maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return figures
@@ -638,7 +674,7 @@ def _start_with_listener(monitor: Monitor, observations: Observations,
     original_start = BackgroundScheduler.start
 
     def start_and_listen(scheduler, *args, **kwargs):
-        scheduler.add_listener(observations.on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+        scheduler.add_listener(observations.on_job_event, EVENT_JOB_SUBMITTED)
         return original_start(scheduler, *args, **kwargs)
 
     BackgroundScheduler.start = start_and_listen
@@ -689,14 +725,13 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
     record_cpu: list[float] = []
 
     for tick in range(first_tick, last_tick):
-        lateness, to_result, to_answer, missed, skipped = [], [], [], 0, 0
+        lateness, to_result, to_answer, missed = [], [], [], 0
         first_due = math.inf
         for name, runs in observations.runs.items():
             anchor = observations.grid_anchor(name) or origin
             # The instance's due time inside the window [origin + tick * interval, + interval).
             due = anchor + interval * (tick - math.floor((anchor - origin) / interval))
             first_due = min(first_due, due)
-            skipped += sum(1 for at in observations.skipped_at.get(name, ()) if abs(at - due) < 0.001)
             run = next((run for run in runs if due - 0.001 <= run.start < due + interval), None)
             if run is None:
                 missed += 1
@@ -706,7 +741,7 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
                 to_result.append(run.stored - due)
                 if "-hole-" not in name:
                     to_answer.append(run.stored - due)
-            check_cpu[observations.type_of[name]].append(run.check_cpu)
+            check_cpu[(observations.type_of[name], run.kind)].append(run.check_cpu)
             record_cpu.append(run.record_cpu)
         lateness_all.extend(lateness)
         ticks.append({
@@ -716,7 +751,6 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
             "lateness_max": max(lateness, default=math.nan),
             "wall_all_s": max(to_result, default=math.nan),
             "wall_answered_s": max(to_answer, default=math.nan),
-            "skipped": skipped,
         })
 
     cpu_ticks = []
@@ -726,12 +760,15 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
             continue
         groups = {group: after.groups.get(group, 0.0) - before.groups.get(group, 0.0)
                   for group in set(before.groups) | set(after.groups)}
-        cpu_ticks.append({"process": after.process_cpu - before.process_cpu - after.sampler_cpu,
+        cpu_ticks.append({"tick": tick, "process": after.process_cpu - before.process_cpu - after.sampler_cpu,
                           "servers": after.servers_cpu - before.servers_cpu,
                           "machine_busy": after.machine_busy - before.machine_busy,
                           "machine_total": after.machine_total - before.machine_total,
                           "wall": after.at - before.at, "groups": groups, "rss_kb": after.rss_kb,
-                          "fds": after.fds, "threads": after.threads, "in_flight": after.in_flight})
+                          "fds": after.fds, "threads": after.threads, "in_flight": after.in_flight,
+                          "skipped": after.skipped - before.skipped,
+                          "quick_checks": after.quick_checks - before.quick_checks,
+                          "handed_off": after.handed_off - before.handed_off})
 
     return {"ticks": ticks, "cpu_ticks": cpu_ticks, "lateness": lateness_all,
             "check_cpu": {kind: statistics.fmean(values) for kind, values in check_cpu.items() if values},
@@ -746,6 +783,7 @@ def report(size: int, figures: dict, options: Options) -> str:
     late = sum(tick["late_over_target"] for tick in ticks)
     probes = len(lateness)
     met = missed == 0 and late == 0 and probes > 0
+    skipped_in = {tick["tick"]: tick["skipped"] for tick in cpu_ticks}
 
     lines = [f"--- {size} instances: {len(ticks)} measured ticks after warm-up ---",
              f"start {figures['start_s']:.2f} s, first result of every instance after {figures['warmup_s']:.1f} s"
@@ -753,7 +791,7 @@ def report(size: int, figures: dict, options: Options) -> str:
              f"grid spread {figures['grid_spread_s']:.2f} s, stop {figures['stop_s']:.2f} s",
              f"probes: expected {size} per tick, {probes} measured over {len(ticks)} ticks; "
              f"missed {missed}; late > {LATENESS_TARGET_S:g} s: {late}; "
-             f"runs skipped by max_instances: {sum(tick['skipped'] for tick in ticks)} "
+             f"runs skipped (previous probe still in flight): {sum(skipped_in.values())} "
              f"({figures['skipped']} in the whole run)",
              "lateness (probe start - grid due time): "
              f"median {_ms(statistics.median(lateness) if lateness else math.nan)}, "
@@ -765,7 +803,7 @@ def report(size: int, figures: dict, options: Options) -> str:
              f"answering instances median {_s([t['wall_answered_s'] for t in ticks], 0.5)}, "
              f"p99 {_s([t['wall_answered_s'] for t in ticks], 0.99)}"]
     for tick in ticks:
-        lines.append(f"  tick {tick['tick']}: missed {tick['missed']}, skipped {tick['skipped']}, "
+        lines.append(f"  tick {tick['tick']}: missed {tick['missed']}, skipped {skipped_in.get(tick['tick'], '?')}, "
                      f"late>1s {tick['late_over_target']}, "
                      f"max lateness {_ms(tick['lateness_max'])}, wall all {tick['wall_all_s']:.2f} s, "
                      f"answered {tick['wall_answered_s']:.2f} s")
@@ -784,9 +822,14 @@ def report(size: int, figures: dict, options: Options) -> str:
         lines.append(f"  the benchmark's servers (mariadbd, redis-server, postgres and its backends, black hole) "
                      f"{servers:.2f} s per tick; the whole machine was {busy * 100:.0f} % busy "
                      f"({os.cpu_count()} CPUs, other programs included)")
-    check_cpu = ", ".join(f"{kind} {figures['check_cpu'][kind] * 1000:.2f} ms x "
-                          f"{figures['checks_per_tick'][kind]:.0f}" for kind in TYPES if kind in figures["check_cpu"])
-    lines.append(f"  CPU per check (thread time, mean x checks per tick): {check_cpu}; "
+    if cpu_ticks:
+        quick = statistics.median([tick["quick_checks"] for tick in cpu_ticks])
+        handed = statistics.median([tick["handed_off"] for tick in cpu_ticks])
+        lines.append(f"  probe loop per tick (median): {quick:.0f} quick checks, {handed:.0f} runs handed to a worker")
+    check_cpu = ", ".join(f"{kind} {run_kind} {figures['check_cpu'][(kind, run_kind)] * 1000:.2f} ms x "
+                          f"{figures['checks_per_tick'][(kind, run_kind)]:.0f}"
+                          for kind in TYPES for run_kind in RUN_KINDS if (kind, run_kind) in figures["check_cpu"])
+    lines.append(f"  CPU per check in the timed calls (thread time, mean x checks per tick): {check_cpu}; "
                  f"store.record {figures['record_cpu'] * 1000:.3f} ms")
     final = figures["final"]
     lines.append(f"memory: peak RSS {figures['hwm_kb'] / 1024:.0f} MiB (VmHWM), ru_maxrss "
@@ -839,7 +882,7 @@ PROFILE_COMPONENTS = (
     ("dashapp/probes/tcp.py", "probe: tcp"),
     ("dashapp/store/", "store.record"),
     ("dashapp/events.py", "store.record"),
-    ("dashapp/exitwatch.py", "exit watch"),
+    ("dashapp/probeloop.py", "probe loop"),
 )
 
 

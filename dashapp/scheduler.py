@@ -1,12 +1,17 @@
 """The scheduler: probe every instance on its interval, store the results, re-probe on a socket's exit.
 
 A run reads as probe -> store: the store decides whether the result is a transition and emits the
-events. APScheduler triggers the runs, and probes run concurrently on its bounded thread pool. A
-run whose previous probe of the same instance is still in flight is skipped, not queued.
+events. APScheduler triggers the runs: one interval job per instance, run on APScheduler's own
+thread, which only hands the instance to the probe loop. The loop (dashapp.probeloop) runs the
+quick checks, the liveness command on a kept connection, without a thread each, and watches idle
+kept sockets for a server's exit. Checks that need more (connecting, logging in, reading details,
+a host name to look up) run on a bounded pool of worker threads. A run whose previous probe of
+the same instance is still in flight is skipped, not queued.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -14,14 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from dashapp.config import InstanceConfig
-from dashapp.exitwatch import ExitWatch
 from dashapp.model import FailureKind, ProbeResult
+from dashapp.probeloop import ProbeLoop
 from dashapp.probes import create_probe
 from dashapp.probes.base import Probe
 from dashapp.store.base import StateStore
@@ -34,14 +38,16 @@ WATCHDOG_GRACE_S = 1.0
 WATCHDOG_PERIOD_S = 0.5
 MAX_WORKERS = 1024
 MIN_WORKERS = 32
+PHASE_STEP_S = 0.05
 
 
 def default_workers(instance_count: int) -> int:
-    """Size the probe pool: a worker per four instances, between 32 and 1,024.
+    """Size the worker pool for full checks: a worker per four instances, between 32 and 1,024.
 
-    A healthy probe occupies a worker for milliseconds, but a silent server occupies one for its
-    whole timeout, so the pool must cover the silent share. More threads than about a thousand cost
-    more in GIL contention than they add in concurrency on a 2-core machine (bench/RESULTS.md).
+    Quick checks need no worker. A full check of an answering server takes milliseconds, but one
+    of a silent server holds its worker for the whole timeout, so the pool must cover the silent
+    share. More threads than about a thousand cost more in GIL contention than they add in
+    concurrency on a 2-core machine (bench/RESULTS.md).
     """
     return min(MAX_WORKERS, max(MIN_WORKERS, instance_count // 4))
 
@@ -50,41 +56,37 @@ def _phase(instance: InstanceConfig) -> timedelta:
     """Offset an instance's probes within its interval, the same for the same name.
 
     Every instance probes at once on start-up. If later probes all fell on the same instant, each
-    interval would wake thousands of threads together. A stable offset derived
-    from the key spreads them evenly and keeps an instance's rhythm across reloads.
+    interval would start thousands of checks together. A stable offset derived from the key
+    spreads them evenly and keeps an instance's rhythm across reloads. Offsets are whole steps of
+    PHASE_STEP_S, so that APScheduler wakes up once per step for all the instances due then,
+    rather than once per instance.
     """
-    fraction = int(instance.key[1:], 16) % 1000 / 1000
-    return timedelta(seconds=instance.interval * fraction)
-
-
-class _SkipFilter(logging.Filter):
-    """Drop APScheduler's per-skip warning: a skipped run is expected while a probe waits for its timeout."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # The format string, not the formatted message: formatting costs measurable CPU per skip.
-        return "maximum number of running instances reached" not in str(record.msg)
+    steps = max(1, int(instance.interval / PHASE_STEP_S))
+    return timedelta(seconds=int(instance.key[1:], 16) % steps * PHASE_STEP_S)
 
 
 _apscheduler_log = logging.getLogger(__name__ + ".apscheduler")
-_apscheduler_log.addFilter(_SkipFilter())
-# APScheduler logs every job it adds at INFO, which means thousands of uninformative lines at start-up.
+# APScheduler logs every job it adds and every run at INFO: thousands of uninformative lines.
 _apscheduler_log.setLevel(logging.WARNING)
 
 
 @dataclass
 class _Flight:
-    """A probe in progress: when it started, and whether the watchdog already reported it."""
+    """A run in progress: when its full check started on a worker (None while it waits for one,
+    and for a quick check, which the probe loop ends at its deadline), and whether the watchdog
+    already reported it."""
 
-    started: float
+    started: float | None = None
     abandoned: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class _Entry:
     """One configured instance, its probe, and the probe run in progress, if any.
 
     `guard` lets one run of the probe at a time: a scheduled run, the start-up run and a run
-    requested by the exit watch may otherwise overlap.
+    requested by the exit watch may otherwise overlap. It is taken when a run starts and
+    released where the run ends, which may be the probe loop or a worker thread.
     """
 
     instance: InstanceConfig
@@ -93,13 +95,18 @@ class _Entry:
     flight: _Flight | None = None
     removed: bool = False
 
+    @property
+    def name(self) -> str:
+        return self.instance.name
+
 
 class Monitor:
     """Own the probes of the configured instances and keep the store current.
 
     `clock` is a monotonic clock in seconds, injectable for tests of the watchdog. The probe
-    threads read `_entries` without a lock: a reload builds a new dict and swaps it in whole, so
-    thousands of probe threads never queue on one lock.
+    loop and the workers read `_entries` without a lock: a reload builds a new dict and swaps it
+    in whole, so thousands of runs never queue on one lock. `exit_watch=False` runs every check
+    as a full check on a worker, without the probe loop.
     """
 
     def __init__(self, store: StateStore, *, probe_factory: Callable[[InstanceConfig], Probe] = create_probe,
@@ -112,7 +119,10 @@ class Monitor:
         self._reload_lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._scheduler: BackgroundScheduler | None = None
-        self._watch = ExitWatch(self.probe_now) if exit_watch else None
+        self._anchor: datetime | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop = ProbeLoop(self._quick_done, self._socket_readable) if exit_watch else None
+        self.skipped = 0
 
     # Life cycle
 
@@ -120,19 +130,23 @@ class Monitor:
         """Configure the store and start probing; every instance's first probe starts at once."""
         enabled = [instance for instance in instances if instance.enabled]
         workers = self._max_workers or default_workers(len(enabled))
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
+        # The jobs run on the scheduler's own thread ("debug" is APScheduler's name for an executor
+        # that calls the job directly): a job only hands its instance on, in microseconds.
+        # A thread pool executor would add a Future and a contended lock to every run.
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            executors={"default": DebugExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             logger=_apscheduler_log,
         )
-        self._scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self._scheduler.add_job(self._check_overdue, "interval", seconds=WATCHDOG_PERIOD_S,
                                 id="watchdog", max_instances=1)
-        if self._watch:
-            self._watch.start()
+        if self._loop:
+            self._loop.start()
         # Each job added to a running scheduler wakes its thread. With thousands of instances that
         # thread would contend with this one for the job store until all jobs are added.
         self._scheduler.start(paused=True)
+        self._anchor = datetime.now(self._scheduler.timezone)
         self.reload(enabled)
         self._scheduler.resume()
         log.info("scheduler started: instances=%d workers=%d", len(enabled), workers)
@@ -142,8 +156,11 @@ class Monitor:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-        if self._watch:
-            self._watch.stop()
+        if self._loop:
+            self._loop.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         with self._reload_lock:
             entries, self._entries = self._entries, {}
         for entry in entries.values():
@@ -175,29 +192,25 @@ class Monitor:
                 self._schedule(instance)
 
     def probe_now(self, name: str) -> None:
-        """Run an instance's probe as soon as a worker is free, without moving its regular turns."""
-        if name not in self._entries or self._scheduler is None:
-            return
+        """Probe an instance now, without moving its regular turns; skipped if one is in flight."""
         log.debug("instance=%s probing now", name)
-        try:
-            self._scheduler.add_job(self._run, "date", args=[name])
-        except Exception:
-            log.exception("instance=%s failed to schedule an immediate probe", name)
+        self._dispatch(name)
 
     def in_flight(self) -> int:
         """Count the probes running now."""
         return sum(1 for entry in list(self._entries.values()) if entry.flight is not None)
 
-    # Jobs
+    # Runs
 
     def _schedule(self, instance: InstanceConfig) -> None:
-        now = datetime.now(self._scheduler.timezone)
-        trigger = IntervalTrigger(seconds=instance.interval, start_date=now + _phase(instance),
+        # One anchor for every job, so that instances with the same interval and phase share their
+        # due times; a start date in the past makes APScheduler continue the grid from now on.
+        trigger = IntervalTrigger(seconds=instance.interval, start_date=self._anchor + _phase(instance),
                                   timezone=self._scheduler.timezone)
-        self._scheduler.add_job(self._run, trigger, args=[instance.name], id=instance.key,
+        self._scheduler.add_job(self._dispatch, trigger, args=[instance.name], id=instance.key,
                                 name=instance.name, replace_existing=True)
         # The regular turns start at the instance's phase; the first probe runs now.
-        self._scheduler.add_job(self._run, "date", args=[instance.name])
+        self._dispatch(instance.name)
 
     def _unschedule(self, entry: _Entry) -> None:
         entry.removed = True
@@ -205,51 +218,81 @@ class Monitor:
             self._scheduler.remove_job(entry.instance.key)
         except Exception:
             log.debug("instance=%s had no job to remove", entry.instance.name)
-        if self._watch:
-            self._watch.unwatch(entry.instance.name)
+        if self._loop:
+            self._loop.forget(entry)
+        # Waits for a check in flight: the loop aborts a quick one, a full one ends by its timeout.
         entry.probe.close()
 
-    def _run(self, name: str) -> None:
-        """Probe one instance and store the result; a run while another is in flight returns at once."""
+    def _dispatch(self, name: str) -> None:
+        """Start a run of `name` unless one is in flight: a quick check if it can, else a full one."""
         entry = self._entries.get(name)
-        if entry is None or not entry.guard.acquire(blocking=False):
+        if entry is None or entry.removed or self._pool is None:
+            return
+        if not entry.guard.acquire(blocking=False):
+            self.skipped += 1
+            log.debug("instance=%s run skipped: the previous probe is still running", name)
+            return
+        entry.flight = _Flight()
+        if self._loop:
+            self._loop.check(entry)
+        else:
+            self._submit_full(entry)
+
+    def _quick_done(self, entry: _Entry, result: ProbeResult | None) -> None:
+        """Store the result of a quick check, or start a full check when the loop returned None."""
+        if result is None:
+            self._submit_full(entry)
             return
         try:
-            self._probe_and_record(entry)
-        except Exception:
-            # A job that raises only reaches APScheduler's log, so report it here with the instance.
-            log.exception("instance=%s probe run failed", name)
+            self._record(entry, result)
         finally:
-            entry.flight = None
-            entry.guard.release()
+            self._end_run(entry)
 
-    def _probe_and_record(self, entry: _Entry) -> None:
-        name = entry.instance.name
-        flight = _Flight(started=self._clock())
-        entry.flight = flight
-        if self._watch:
-            self._watch.unwatch(name)
+    def _socket_readable(self, entry: _Entry) -> None:
+        if self._entries.get(entry.name) is entry:
+            self.probe_now(entry.name)
 
+    def _submit_full(self, entry: _Entry) -> None:
         try:
-            result = entry.probe.check()
-        except Exception as error:
-            log.exception("instance=%s probe raised; recording it as failed", name)
-            result = ProbeResult.failed(FailureKind.OTHER, f"probe error: {type(error).__name__}")
+            self._pool.submit(self._run_full, entry)
+        except (RuntimeError, AttributeError):
+            # The pool shut down (stop() is under way): this run ends here.
+            self._end_run(entry)
 
-        if flight.abandoned or entry.removed:
+    def _run_full(self, entry: _Entry) -> None:
+        """Run a full check on a worker thread, store it, and watch the kept connection again."""
+        try:
+            entry.flight.started = self._clock()
+            try:
+                result = entry.probe.check()
+            except Exception as error:
+                log.exception("instance=%s probe raised; recording it as failed", entry.name)
+                result = ProbeResult.failed(FailureKind.OTHER, f"probe error: {type(error).__name__}")
+            self._record(entry, result)
+            if self._loop and not entry.removed:
+                self._loop.watch(entry)
+        except Exception:
+            log.exception("instance=%s probe run failed", entry.name)
+        finally:
+            self._end_run(entry)
+
+    def _record(self, entry: _Entry, result: ProbeResult) -> None:
+        flight = entry.flight
+        if entry.removed or (flight is not None and flight.abandoned):
             return
-        self._store.record(name, result)
+        self._store.record(entry.name, result)
 
-        fileno = entry.probe.idle_fileno() if self._watch else None
-        if fileno is not None:
-            self._watch.watch(name, fileno)
+    @staticmethod
+    def _end_run(entry: _Entry) -> None:
+        entry.flight = None
+        entry.guard.release()
 
     def _check_overdue(self) -> None:
         """Report a probe that overran its timeout as timed out, once, without waiting for its thread."""
         now = self._clock()
         for entry in list(self._entries.values()):
             flight = entry.flight
-            if flight is None or flight.abandoned:
+            if flight is None or flight.started is None or flight.abandoned:
                 continue
             elapsed = now - flight.started
             if elapsed <= entry.instance.timeout + WATCHDOG_GRACE_S:
@@ -259,6 +302,3 @@ class Monitor:
                         entry.instance.name, elapsed)
             self._store.record(entry.instance.name, ProbeResult.failed(
                 FailureKind.TIMEOUT, f"no answer within {elapsed:.1f} s", latency_ms=elapsed * 1000))
-
-    def _on_skipped(self, event: JobSubmissionEvent) -> None:
-        log.debug("job=%s skipped: the previous probe is still running", event.job_id)

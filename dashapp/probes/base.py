@@ -3,6 +3,12 @@
 A probe keeps one connection to its instance and re-validates it on each check. The whole check
 (DNS lookup, TCP connect, TLS and login handshake, queries) shares one deadline: each step gets
 the time that is left, so no driver default or retry can stretch a check past `timeout`.
+
+Most checks only send the liveness command on a kept connection whose details are fresh. Such a
+check can run as a QuickCheck: the probe sends the command without blocking and the probe loop
+(dashapp.probeloop) waits for the reply together with every other one, so a check in flight
+costs no thread. Everything else (connecting, logging in, reading details) is a full `check`,
+which blocks a worker thread.
 """
 
 from __future__ import annotations
@@ -46,6 +52,80 @@ class Deadline:
         return self.at - self._clock() <= 0
 
 
+class QuickCheck:
+    """A liveness check in flight that waits on one socket without a thread.
+
+    The probe loop waits until `fileno` is readable, or writable while `wants_write`, then
+    calls `advance`, which returns True once the check is complete and raises if it failed.
+    A check that `done` is complete already (a TCP connect that succeeded at once).
+    `owns_socket` means `fileno` belongs to this check alone and closes with it, unlike a kept
+    connection, which stays open for the exit watch.
+    """
+
+    step = "query"
+    owns_socket = False
+
+    def __init__(self, fileno: int, deadline_at: float):
+        self.fileno = fileno
+        self.deadline_at = deadline_at
+        self.started = time.monotonic()
+        self.wants_write = False
+        self.done = False
+        self.error: BaseException | None = None
+
+    def advance(self) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the check holds beyond the kept connection."""
+
+
+class SocketQuickCheck(QuickCheck):
+    """Send one command on a plain kept socket and read until `complete` accepts the reply.
+
+    The socket is switched to non-blocking mode for the check, and its driver's timeout put
+    back at the end, so neither side waits inside the other's calls.
+    """
+
+    MAX_REPLY = 4096
+
+    def __init__(self, sock: socket.socket, command: bytes, deadline_at: float):
+        super().__init__(sock.fileno(), deadline_at)
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+        self.reply = bytearray()
+        sock.setblocking(False)
+        try:
+            sent = sock.send(command)
+            if sent != len(command):
+                raise ConnectionError("the socket took only part of the command")
+        except BaseException:
+            sock.settimeout(self._timeout)
+            raise
+
+    def advance(self) -> bool:
+        try:
+            chunk = self._sock.recv(self.MAX_REPLY)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            raise ConnectionResetError("the server closed the connection")
+        self.reply += chunk
+        if len(self.reply) > self.MAX_REPLY:
+            raise ConnectionError("the reply is longer than a liveness reply can be")
+        return self.complete()
+
+    def complete(self) -> bool:
+        """Return True once `reply` contains the whole reply; raise if it reports a failure."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        try:
+            self._sock.settimeout(self._timeout)
+        except OSError:
+            pass  # the socket was closed with the connection
+
+
 class Probe(abc.ABC):
     """Checks one instance and keeps one connection to it between checks.
 
@@ -58,11 +138,17 @@ class Probe(abc.ABC):
     deadline. A silent or stopped server cannot.
     """
 
+    # A failed quick check means the kept connection is broken, and a full check reconnects.
+    # Where the quick check is the whole check (TCP), its failure is the result.
+    QUICK_FAILURE_IS_FINAL = False
+
     def __init__(self, instance: InstanceConfig):
         self.instance = instance
         self._lock = threading.Lock()
         self._details: dict | None = None
         self._details_at = 0.0
+        # Where this instance's refreshes fall within DETAILS_REFRESH_S, stable per name (see _details_fresh).
+        self._refresh_offset = int(instance.key[1:], 16) % 997 / 997 * DETAILS_REFRESH_S
 
     def check(self) -> ProbeResult:
         started = time.monotonic()
@@ -83,6 +169,49 @@ class Probe(abc.ABC):
         log.debug("probe name=%s type=%s ok=True latency_ms=%.1f", self.instance.name,
                   self.instance.type, latency_ms)
         return ProbeResult.success(latency_ms, details)
+
+    def start_quick(self) -> QuickCheck | None:
+        """Start the check without blocking if it needs no more than one command; else None.
+
+        On success the probe stays locked until `finish_quick`, like during `check`.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            quick = self._start_quick(time.monotonic() + self.instance.timeout)
+        except Exception as exc:
+            # The command could not even be sent: the connection is broken, a full check reconnects.
+            log.debug("probe name=%s quick check not started (%s)", self.instance.name, type(exc).__name__)
+            self._drop()
+            quick = None
+        if quick is None:
+            self._lock.release()
+        return quick
+
+    def finish_quick(self, quick: QuickCheck) -> ProbeResult | None:
+        """End a quick check and unlock the probe; return its result, or None for a full check.
+
+        A reply means running, with the details read earlier. No reply before the deadline means
+        a timeout, as in `check`. Any other failure drops the connection and returns None, so that
+        the caller runs a full check, which reconnects within a new deadline.
+        """
+        try:
+            quick.close()
+            latency_ms = (time.monotonic() - quick.started) * 1000
+            if quick.error is None:
+                return ProbeResult.success(latency_ms, self._cached_details(time.monotonic()))
+            self._drop()
+            if not self.QUICK_FAILURE_IS_FINAL and not isinstance(quick.error, ProbeTimeout):
+                log.debug("probe name=%s kept connection failed (%s), reconnecting",
+                          self.instance.name, type(quick.error).__name__)
+                return None
+            failure = classify(quick.error, self.instance, quick.step)
+            log.debug("probe name=%s type=%s ok=False failure=%s reason=%s latency_ms=%.1f",
+                      self.instance.name, self.instance.type, failure.kind.value, failure.reason,
+                      latency_ms)
+            return ProbeResult.failed(failure.kind, failure.reason, latency_ms=latency_ms)
+        finally:
+            self._lock.release()
 
     def idle_fileno(self) -> int | None:
         """Return the file descriptor of the kept connection, or None while a check runs."""
@@ -123,16 +252,41 @@ class Probe(abc.ABC):
         CPU, and change slowly. A cached uptime is advanced by the time since it was read.
         """
         now = time.monotonic()
-        if self._details is None or now - self._details_at >= DETAILS_REFRESH_S:
+        if not self._details_fresh(now):
             self._details = self._query(deadline)
             self._details_at = now
             return dict(self._details)
 
         self._ping(deadline)
-        details = dict(self._details)
+        return self._cached_details(now)
+
+    def _details_fresh(self, now: float) -> bool:
+        """Tell whether the details were read in the current refresh period of this instance.
+
+        Periods are DETAILS_REFRESH_S long and start at an offset of the instance's own, so that
+        instances whose details were first read together, on start-up, do not all read them
+        again on the same tick. Details are never older than DETAILS_REFRESH_S plus an interval.
+        """
+        if self._details is None:
+            return False
+        offset = self._refresh_offset
+        return (now + offset) // DETAILS_REFRESH_S == (self._details_at + offset) // DETAILS_REFRESH_S
+
+    def _cached_details(self, now: float) -> dict:
+        details = dict(self._details or {})
         if isinstance(details.get("uptime_s"), int):
             details["uptime_s"] += int(now - self._details_at)
         return details
+
+    def _start_quick(self, deadline_at: float) -> QuickCheck | None:
+        """Send the liveness command on the kept connection, if its details are fresh."""
+        if not self._connected() or not self._details_fresh(time.monotonic()):
+            return None
+        return self._send_ping(deadline_at)
+
+    def _send_ping(self, deadline_at: float) -> QuickCheck | None:
+        """Send the liveness command without blocking; None if this connection cannot."""
+        return None
 
     @abc.abstractmethod
     def _connected(self) -> bool:
@@ -167,7 +321,7 @@ def resolve(host: str, port: int, deadline: Deadline) -> list[tuple]:
     the resolver's own timeout and its result is dropped.
     """
     deadline.step = "resolve"
-    if _is_ip_address(host):
+    if is_ip_address(host):
         return _getaddrinfo(host, port, socket.AI_NUMERICHOST)
 
     outcome: dict = {}
@@ -260,7 +414,7 @@ def _getaddrinfo(host: str, port: int, flags: int) -> list[tuple]:
     return [(family, sockaddr) for family, _type, _proto, _name, sockaddr in infos]
 
 
-def _is_ip_address(host: str) -> bool:
+def is_ip_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:

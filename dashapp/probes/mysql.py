@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 import pymysql
 import pymysql.connections
 
 from dashapp.config import InstanceConfig
-from dashapp.probes.base import Deadline, Probe, open_socket, tls_context
+from dashapp.probes.base import Deadline, Probe, SocketQuickCheck, open_socket, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,10 @@ SYNTAX_ERROR = 1064
 MARIADB_VERSION_PREFIX = "5.5.5-"
 # SHOW REPLICA STATUS needs MySQL 8.0.22 or MariaDB 10.5.1, and MySQL 8.4 removed SHOW SLAVE STATUS.
 REPLICA_STATUS_QUERIES = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
+# COM_PING as a packet: payload length 1 (3 bytes, little-endian), sequence id 0, command 0x0e.
+COM_PING_PACKET = b"\x01\x00\x00\x00\x0e"
+OK_PACKET = 0x00
+ERROR_PACKET = 0xFF
 
 
 class MySQLProbe(Probe):
@@ -69,6 +74,13 @@ class MySQLProbe(Probe):
         self._connection = connection
         self._socket_fd = fd
         self._replica_queries = REPLICA_STATUS_QUERIES
+
+    def _send_ping(self, deadline_at: float) -> "_QuickPing | None":
+        sock = self._connection._sock
+        # A TLS socket may hold decrypted bytes that the selector cannot see: full checks only.
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return None
+        return _QuickPing(sock, deadline_at)
 
     def _ping(self, deadline: Deadline) -> None:
         _bound(self._connection, deadline)
@@ -132,6 +144,35 @@ class MySQLProbe(Probe):
             connection.close()
         except pymysql.err.Error:
             pass
+
+
+class _QuickPing(SocketQuickCheck):
+    """COM_PING on the kept connection, written and read here rather than through PyMySQL.
+
+    PyMySQL can only wait for a reply by blocking its thread. Between commands it keeps no
+    state that a COM_PING would disturb: it resets the sequence id for every command, and a
+    whole reply leaves nothing in its read buffer.
+    """
+
+    def __init__(self, sock, deadline_at: float):
+        super().__init__(sock, COM_PING_PACKET, deadline_at)
+
+    def complete(self) -> bool:
+        reply = self.reply
+        if len(reply) < 5:
+            return False
+        length = int.from_bytes(reply[:3], "little")
+        if len(reply) < 4 + length:
+            return False
+        if reply[4] == OK_PACKET:
+            return True
+        if reply[4] == ERROR_PACKET and len(reply) >= 7:
+            code = int.from_bytes(reply[5:7], "little")
+            # With CLIENT_PROTOCOL_41 the message follows "#" and a five-character SQL state.
+            start = 13 if reply[7:8] == b"#" else 7
+            message = bytes(reply[start:4 + length]).decode("utf-8", "replace")
+            raise pymysql.err.OperationalError(code, message)
+        raise pymysql.err.OperationalError(2027, "malformed reply to COM_PING")
 
 
 def _bound(connection: pymysql.connections.Connection, deadline: Deadline) -> None:

@@ -17,11 +17,12 @@ from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
 from dashapp.config import InstanceConfig
-from dashapp.probes.base import Deadline, Probe, resolve
+from dashapp.probes.base import Deadline, Probe, QuickCheck, resolve
 
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "dashapp-monitor"
+PING_SQL = b"SELECT 1"
 DETAILS_SQL = b"""
 SELECT pg_is_in_recovery(),
        extract(epoch FROM now() - pg_postmaster_start_time())::bigint,
@@ -72,8 +73,11 @@ class PostgreSQLProbe(Probe):
         pgconn.notice_handler = self._log_notice
         self._pgconn = pgconn
 
+    def _send_ping(self, deadline_at: float) -> "_QuickQuery":
+        return _QuickQuery(self._pgconn, deadline_at)
+
     def _ping(self, deadline: Deadline) -> None:
-        _execute(self._pgconn, b"SELECT 1", deadline)
+        _execute(self._pgconn, PING_SQL, deadline)
 
     def _query(self, deadline: Deadline) -> dict:
         self._ping(deadline)
@@ -107,6 +111,37 @@ class PostgreSQLProbe(Probe):
         # Without a handler libpq prints server notices on stderr.
         log.debug("probe name=%s server notice: %s", self.instance.name,
                   result.error_message.decode("utf-8", "replace").strip())
+
+
+class _QuickQuery(QuickCheck):
+    """`SELECT 1` through libpq's non-blocking calls; the probe loop waits on its socket."""
+
+    def __init__(self, pgconn: pq.PGconn, deadline_at: float):
+        super().__init__(pgconn.socket, deadline_at)
+        self._pgconn = pgconn
+        self._result: pq.PGresult | None = None
+        pgconn.send_query(PING_SQL)
+        self.wants_write = pgconn.flush() != 0
+
+    def advance(self) -> bool:
+        pgconn = self._pgconn
+        if self.wants_write:
+            self.wants_write = pgconn.flush() != 0
+            return False
+        pgconn.consume_input()
+        while not pgconn.is_busy():
+            result = pgconn.get_result()
+            if result is None:
+                return self._outcome()
+            self._result = result
+        return False
+
+    def _outcome(self) -> bool:
+        if self._result is None:
+            raise psycopg.OperationalError(_error_text(self._pgconn))
+        if self._result.status == pq.ExecStatus.FATAL_ERROR:
+            raise psycopg.errors.error_from_result(self._result)
+        return True
 
 
 def _finish_connect(pgconn: pq.PGconn, deadline: Deadline) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 import redis.connection
 import redis.exceptions
@@ -10,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dashapp.config import InstanceConfig
-from dashapp.probes.base import Deadline, Probe, open_socket, tls_context, wrap_tls
+from dashapp.probes.base import Deadline, Probe, SocketQuickCheck, open_socket, tls_context, wrap_tls
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ DETAIL_FIELDS = {
     "used_memory": "used_memory",
 }
 INTEGER_DETAILS = {"uptime_s", "connected_clients", "used_memory"}
+PING_COMMAND = b"*1\r\n$4\r\nPING\r\n"
+PONG_REPLY = b"+PONG\r\n"
 
 
 class RedisProbe(Probe):
@@ -69,6 +72,13 @@ class RedisProbe(Probe):
         self._ping(deadline)
         return self._read_details(self._connection, deadline)
 
+    def _send_ping(self, deadline_at: float) -> "_QuickPing | None":
+        sock = self._connection._sock
+        # A TLS socket may hold decrypted bytes that the selector cannot see: full checks only.
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return None
+        return _QuickPing(sock, deadline_at)
+
     def _ping(self, deadline: Deadline) -> None:
         connection = self._connection
         # A command is a few bytes and the connection is dropped after any failed read, so the
@@ -109,6 +119,27 @@ class RedisProbe(Probe):
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.disconnect()
+
+
+class _QuickPing(SocketQuickCheck):
+    """PING on the kept connection, written and read here rather than through redis-py.
+
+    redis-py can only wait for a reply by blocking its thread. A whole reply leaves nothing
+    in its parser's buffer, so the connection stays usable for redis-py afterwards.
+    """
+
+    def __init__(self, sock, deadline_at: float):
+        super().__init__(sock, PING_COMMAND, deadline_at)
+
+    def complete(self) -> bool:
+        if not self.reply.endswith(b"\r\n"):
+            return False
+        if self.reply == PONG_REPLY:
+            return True
+        text = bytes(self.reply).decode("utf-8", "replace").strip()
+        if text.startswith("-"):
+            raise redis.exceptions.ResponseError(text[1:])
+        raise redis.exceptions.InvalidResponse(f"unexpected reply to PING: {text!r}")
 
 
 class _BoundedConnection(redis.connection.Connection):
