@@ -505,7 +505,7 @@ class TickSample:
     in_flight: int
     skipped: int
     quick_checks: int
-    handed_off: int
+    full_checks: int
 
 
 class Sampler:
@@ -543,14 +543,13 @@ class Sampler:
         groups = cpu_by_group()
         status = status_fields("VmRSS", "Threads")
         fds = open_fds()
-        loop = self._monitor._loop
+        stats = self._monitor.stats()
         sampler_cpu = time.thread_time() - own
         return TickSample(at=at, machine_busy=busy, machine_total=total, servers_cpu=servers,
                           process_cpu=process_cpu_seconds, groups=groups, sampler_cpu=sampler_cpu,
                           rss_kb=status["VmRSS"], fds=fds, threads=status["Threads"],
-                          in_flight=self._monitor.in_flight(), skipped=self._monitor.skipped,
-                          quick_checks=loop.quick_checks if loop else 0,
-                          handed_off=loop.handed_off if loop else 0)
+                          in_flight=self._monitor.in_flight(), skipped=stats["skipped"],
+                          quick_checks=stats["quick_checks"], full_checks=stats["full_checks"])
 
 
 # --- one size ----------------------------------------------------------------------------------
@@ -768,7 +767,7 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
                           "fds": after.fds, "threads": after.threads, "in_flight": after.in_flight,
                           "skipped": after.skipped - before.skipped,
                           "quick_checks": after.quick_checks - before.quick_checks,
-                          "handed_off": after.handed_off - before.handed_off})
+                          "full_checks": after.full_checks - before.full_checks})
 
     return {"ticks": ticks, "cpu_ticks": cpu_ticks, "lateness": lateness_all,
             "check_cpu": {kind: statistics.fmean(values) for kind, values in check_cpu.items() if values},
@@ -824,8 +823,8 @@ def report(size: int, figures: dict, options: Options) -> str:
                      f"({os.cpu_count()} CPUs, other programs included)")
     if cpu_ticks:
         quick = statistics.median([tick["quick_checks"] for tick in cpu_ticks])
-        handed = statistics.median([tick["handed_off"] for tick in cpu_ticks])
-        lines.append(f"  probe loop per tick (median): {quick:.0f} quick checks, {handed:.0f} runs handed to a worker")
+        full = statistics.median([tick["full_checks"] for tick in cpu_ticks])
+        lines.append(f"  checks per tick (median): {quick:.0f} quick checks on the probe loop, {full:.0f} full checks on workers")
     check_cpu = ", ".join(f"{kind} {run_kind} {figures['check_cpu'][(kind, run_kind)] * 1000:.2f} ms x "
                           f"{figures['checks_per_tick'][(kind, run_kind)]:.0f}"
                           for kind in TYPES for run_kind in RUN_KINDS if (kind, run_kind) in figures["check_cpu"])

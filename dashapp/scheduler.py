@@ -123,6 +123,7 @@ class Monitor:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop = ProbeLoop(self._quick_done, self._socket_readable) if exit_watch else None
         self.skipped = 0
+        self.full_checks = 0
 
     # Life cycle
 
@@ -196,6 +197,11 @@ class Monitor:
         log.debug("instance=%s probing now", name)
         self._dispatch(name)
 
+    def stats(self) -> dict[str, int]:
+        """Count runs since start: quick checks on the probe loop, full checks on workers, skips."""
+        return {"quick_checks": self._loop.quick_checks if self._loop else 0,
+                "full_checks": self.full_checks, "skipped": self.skipped}
+
     def in_flight(self) -> int:
         """Count the probes running now."""
         return sum(1 for entry in list(self._entries.values()) if entry.flight is not None)
@@ -261,6 +267,7 @@ class Monitor:
 
     def _run_full(self, entry: _Entry) -> None:
         """Run a full check on a worker thread, store it, and watch the kept connection again."""
+        self.full_checks += 1
         try:
             entry.flight.started = self._clock()
             try:

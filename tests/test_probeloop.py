@@ -125,6 +125,23 @@ def test_quick_check_of_a_kept_connection(make_instance, loop, recorder, probe_t
         probe.close()
 
 
+def test_quick_check_over_tls(make_instance, loop, recorder, tls_files):
+    with servers.RedisServer("--tls-cert-file", str(tls_files["cert"]), "--tls-key-file", str(tls_files["key"]),
+                             "--tls-ca-cert-file", str(tls_files["ca"]), "--tls-auth-clients", "no",
+                             tls_port=True) as server:
+        probe = checked_probe(make_instance("redis", port=server.port, tls=True, ca_file=str(tls_files["ca"])))
+        try:
+            owner = Owner(probe.instance.name, probe)
+            for _ in range(3):
+                recorder.results.clear()
+                loop.check(owner)
+                assert recorder.result(owner.name).ok
+            assert loop.quick_checks == 3
+            assert probe.check().ok
+        finally:
+            probe.close()
+
+
 def test_stale_details_need_a_full_check(make_instance, loop, recorder, monkeypatch):
     probe = checked_probe(make_instance("mysql"))
     try:

@@ -108,6 +108,21 @@ def test_stopped_mariadb_turns_abnormal_and_back(store, monitor, make_instance, 
     wait_for_status(store, instance.name, Status.RUNNING, 10)
 
 
+def test_steady_checks_run_on_the_probe_loop(store, monitor, make_instance):
+    instances = [make_instance(type_name, interval=0.5) for type_name in ("mysql", "redis", "postgresql", "tcp")]
+    running = monitor(instances)
+    servers.wait_until(lambda: all(len(store.arrivals[instance.name]) >= 6 for instance in instances), 10,
+                       "six results per instance")
+    for instance in instances:
+        assert status_of(store, instance.name) == Status.RUNNING, instance.name
+    stats = running.stats()
+    # One full check per database instance connects and reads details, and at most one more per
+    # instance refreshes them if its 30 s refresh period turned meanwhile. The rest are quick
+    # checks; a TCP check by IP address is always quick.
+    assert 3 <= stats["full_checks"] <= 6, stats
+    assert stats["quick_checks"] >= 4 * 5, stats
+
+
 def test_stalled_probe_is_skipped_not_queued(store, monitor, make_instance):
     with servers.SilentListener() as listener:
         instance = make_instance("redis", port=listener.port, interval=0.5, timeout=2)

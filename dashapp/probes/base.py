@@ -81,39 +81,46 @@ class QuickCheck:
 
 
 class SocketQuickCheck(QuickCheck):
-    """Send one command on a plain kept socket and read until `complete` accepts the reply.
+    """Send one command on a kept socket and read until `complete` accepts the reply.
 
-    The socket is switched to non-blocking mode for the check, and its driver's timeout put
-    back at the end, so neither side waits inside the other's calls.
+    The command is written with a short timeout: it is a few bytes, and a kept connection has
+    nothing else in flight, so the socket buffer has room. Then the socket is switched to
+    non-blocking mode for the reads, and its driver's timeout put back at the end, so neither
+    side waits inside the other's calls. On a TLS socket a read may return nothing new while
+    OpenSSL still buffers decrypted bytes, so `advance` drains `pending()` as well.
     """
 
     MAX_REPLY = 4096
+    MAX_SEND_WAIT_S = 1.0
 
     def __init__(self, sock: socket.socket, command: bytes, deadline_at: float):
         super().__init__(sock.fileno(), deadline_at)
         self._sock = sock
         self._timeout = sock.gettimeout()
         self.reply = bytearray()
-        sock.setblocking(False)
         try:
-            sent = sock.send(command)
-            if sent != len(command):
-                raise ConnectionError("the socket took only part of the command")
+            sock.settimeout(self.MAX_SEND_WAIT_S)
+            sock.sendall(command)
+            sock.setblocking(False)
         except BaseException:
             sock.settimeout(self._timeout)
             raise
 
     def advance(self) -> bool:
-        try:
-            chunk = self._sock.recv(self.MAX_REPLY)
-        except BlockingIOError:
-            return False
-        if not chunk:
-            raise ConnectionResetError("the server closed the connection")
-        self.reply += chunk
-        if len(self.reply) > self.MAX_REPLY:
-            raise ConnectionError("the reply is longer than a liveness reply can be")
-        return self.complete()
+        while True:
+            try:
+                chunk = self._sock.recv(self.MAX_REPLY)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            if not chunk:
+                raise ConnectionResetError("the server closed the connection")
+            self.reply += chunk
+            if len(self.reply) > self.MAX_REPLY:
+                raise ConnectionError("the reply is longer than a liveness reply can be")
+            if self.complete():
+                return True
+            if not isinstance(self._sock, ssl.SSLSocket) or not self._sock.pending():
+                return False
 
     def complete(self) -> bool:
         """Return True once `reply` contains the whole reply; raise if it reports a failure."""

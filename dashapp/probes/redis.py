@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 
 import redis.connection
 import redis.exceptions
@@ -74,10 +73,7 @@ class RedisProbe(Probe):
 
     def _send_ping(self, deadline_at: float) -> "_QuickPing | None":
         sock = self._connection._sock
-        # A TLS socket may hold decrypted bytes that the selector cannot see: full checks only.
-        if sock is None or isinstance(sock, ssl.SSLSocket):
-            return None
-        return _QuickPing(sock, deadline_at)
+        return _QuickPing(sock, deadline_at) if sock is not None else None
 
     def _ping(self, deadline: Deadline) -> None:
         connection = self._connection
