@@ -722,6 +722,7 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
     lateness_all: list[float] = []
     check_cpu: dict[str, list[float]] = collections.defaultdict(list)
     record_cpu: list[float] = []
+    lateness_by_kind: dict[str, list[float]] = collections.defaultdict(list)
 
     for tick in range(first_tick, last_tick):
         lateness, to_result, to_answer, missed = [], [], [], 0
@@ -736,6 +737,7 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
                 missed += 1
                 continue
             lateness.append(run.start - due)
+            lateness_by_kind[run.kind].append(run.start - due)
             if run.stored is not None:
                 to_result.append(run.stored - due)
                 if "-hole-" not in name:
@@ -770,6 +772,7 @@ def summarize(observations: Observations, samples: dict[int, TickSample], origin
                           "full_checks": after.full_checks - before.full_checks})
 
     return {"ticks": ticks, "cpu_ticks": cpu_ticks, "lateness": lateness_all,
+            "lateness_by_kind": lateness_by_kind,
             "check_cpu": {kind: statistics.fmean(values) for kind, values in check_cpu.items() if values},
             "checks_per_tick": {kind: len(values) / max(1, len(ticks)) for kind, values in check_cpu.items()},
             "record_cpu": statistics.fmean(record_cpu) if record_cpu else math.nan}
@@ -783,6 +786,7 @@ def report(size: int, figures: dict, options: Options) -> str:
     probes = len(lateness)
     met = missed == 0 and late == 0 and probes > 0
     skipped_in = {tick["tick"]: tick["skipped"] for tick in cpu_ticks}
+    cpu_in = {tick["tick"]: tick for tick in cpu_ticks}
 
     lines = [f"--- {size} instances: {len(ticks)} measured ticks after warm-up ---",
              f"start {figures['start_s']:.2f} s, first result of every instance after {figures['warmup_s']:.1f} s"
@@ -794,7 +798,9 @@ def report(size: int, figures: dict, options: Options) -> str:
              f"({figures['skipped']} in the whole run)",
              "lateness (probe start - grid due time): "
              f"median {_ms(statistics.median(lateness) if lateness else math.nan)}, "
-             f"p99 {_ms(percentile(lateness, 0.99))}, max {_ms(max(lateness, default=math.nan))}",
+             f"p99 {_ms(percentile(lateness, 0.99))}, max {_ms(max(lateness, default=math.nan))}; by run kind: "
+             + "; ".join(f"{kind} p99 {_ms(percentile(values, 0.99))}, max {_ms(max(values))}"
+                         for kind, values in sorted(figures["lateness_by_kind"].items())),
              "per tick, wall time until every instance's result was stored, counted from each "
              "instance's due time (max per tick): "
              f"all instances median {_s([t['wall_all_s'] for t in ticks], 0.5)}, p99 "
@@ -805,7 +811,7 @@ def report(size: int, figures: dict, options: Options) -> str:
         lines.append(f"  tick {tick['tick']}: missed {tick['missed']}, skipped {skipped_in.get(tick['tick'], '?')}, "
                      f"late>1s {tick['late_over_target']}, "
                      f"max lateness {_ms(tick['lateness_max'])}, wall all {tick['wall_all_s']:.2f} s, "
-                     f"answered {tick['wall_answered_s']:.2f} s")
+                     f"answered {tick['wall_answered_s']:.2f} s" + _tick_work(cpu_in.get(tick["tick"])))
 
     if cpu_ticks:
         process = [tick["process"] for tick in cpu_ticks]
@@ -837,6 +843,13 @@ def report(size: int, figures: dict, options: Options) -> str:
     lines.append(f"target (every instance probed within {LATENESS_TARGET_S:g} s of its due time on every tick): "
                  f"{'met' if met else 'NOT met'}")
     return "\n".join(lines)
+
+
+def _tick_work(cpu_tick: dict | None) -> str:
+    if cpu_tick is None:
+        return ""
+    return (f"; CPU {cpu_tick['process']:.2f} s, {cpu_tick['quick_checks']} quick + "
+            f"{cpu_tick['full_checks']} full checks, {cpu_tick['in_flight']} in flight at its end")
 
 
 def _ms(value: float) -> str:

@@ -153,12 +153,14 @@ class ProbeLoop:
         while not self._stopping:
             try:
                 self._apply_commands()
-                timeout = self._expire()
-                for key, _events in self._selector.select(timeout):
+                for key, _events in self._selector.select(self._until_next_deadline()):
                     if key.data is None:
                         self._drain_wake_pipe()
                     else:
                         self._ready(key.data)
+                # Only after reading what arrived: a reply that came in time but found the loop
+                # busy (or starved of the GIL) still counts.
+                self._expire()
             except Exception:
                 log.exception("probe loop failed; continuing")
 
@@ -257,8 +259,14 @@ class ProbeLoop:
         elif (slot.events == selectors.EVENT_WRITE) != quick.wants_write:
             self._register(slot, selectors.EVENT_WRITE if quick.wants_write else selectors.EVENT_READ)
 
-    def _expire(self) -> float | None:
-        """Fail the quick checks past their deadline; return the wait until the next deadline."""
+    def _until_next_deadline(self) -> float | None:
+        """Return the seconds until the earliest quick check's deadline, or None if none is in flight."""
+        if not self._deadlines:
+            return None
+        return max(0.0, self._deadlines[0][0] - self._clock())
+
+    def _expire(self) -> None:
+        """Fail the quick checks past their deadline."""
         deadlines = self._deadlines
         now = self._clock()
         while deadlines and deadlines[0][0] <= now:
@@ -266,7 +274,6 @@ class ProbeLoop:
             if slot.quick is quick:
                 quick.error = ProbeTimeout(quick.step)
                 self._complete(slot)
-        return max(0.0, deadlines[0][0] - now) if deadlines else None
 
     def _complete(self, slot: _Slot) -> None:
         quick, slot.quick = slot.quick, None

@@ -8,6 +8,7 @@ query, so a stopped server would hold a check forever.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import select
@@ -70,7 +71,9 @@ class PostgreSQLProbe(Probe):
         except BaseException:
             pgconn.finish()
             raise
-        pgconn.notice_handler = self._log_notice
+        # A function of the name, not a bound method: a connection that refers back to its probe
+        # would make a reference cycle, which only a full collection frees.
+        pgconn.notice_handler = functools.partial(_log_notice, instance.name)
         self._pgconn = pgconn
 
     def _send_ping(self, deadline_at: float) -> "_QuickQuery":
@@ -107,11 +110,6 @@ class PostgreSQLProbe(Probe):
             # Sends Terminate without waiting (the connection is non-blocking) and closes.
             pgconn.finish()
 
-    def _log_notice(self, result: pq.PGresult) -> None:
-        # Without a handler libpq prints server notices on stderr.
-        log.debug("probe name=%s server notice: %s", self.instance.name,
-                  result.error_message.decode("utf-8", "replace").strip())
-
 
 class _QuickQuery(QuickCheck):
     """`SELECT 1` through libpq's non-blocking calls; the probe loop waits on its socket."""
@@ -142,6 +140,12 @@ class _QuickQuery(QuickCheck):
         if self._result.status == pq.ExecStatus.FATAL_ERROR:
             raise psycopg.errors.error_from_result(self._result)
         return True
+
+
+def _log_notice(name: str, result: pq.PGresult) -> None:
+    # Without a handler libpq prints server notices on stderr.
+    log.debug("probe name=%s server notice: %s", name,
+              result.error_message.decode("utf-8", "replace").strip())
 
 
 def _finish_connect(pgconn: pq.PGconn, deadline: Deadline) -> None:
