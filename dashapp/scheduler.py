@@ -107,12 +107,12 @@ class Monitor:
 
     `clock` is a monotonic clock in seconds, injectable for tests of the watchdog. The probe
     loop and the workers read `_entries` without a lock: a reload builds a new dict and swaps it
-    in whole, so thousands of runs never queue on one lock. `exit_watch=False` runs every check
-    as a full check on a worker, without the probe loop.
+    in whole, so thousands of runs never queue on one lock. `probe_loop=False` runs every check
+    as a full check on a worker, without the probe loop and so without its exit watch.
     """
 
     def __init__(self, store: StateStore, *, probe_factory: Callable[[InstanceConfig], Probe] = create_probe,
-                 max_workers: int | None = None, exit_watch: bool = True,
+                 max_workers: int | None = None, probe_loop: bool = True,
                  clock: Callable[[], float] = time.monotonic):
         self._store = store
         self._probe_factory = probe_factory
@@ -123,7 +123,7 @@ class Monitor:
         self._scheduler: BackgroundScheduler | None = None
         self._anchor: datetime | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._loop = ProbeLoop(self._quick_done, self._socket_readable) if exit_watch else None
+        self._loop = ProbeLoop(self._quick_done, self._socket_readable) if probe_loop else None
         self.skipped = 0
         self.full_checks = 0
         self._first_runs_lock = threading.Lock()

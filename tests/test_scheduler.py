@@ -199,7 +199,7 @@ def test_watchdog_reports_overrunning_probe(store, monitor, make_instance):
         return probes[-1]
 
     instance = make_instance("tcp", port=1, interval=60, timeout=0.5)
-    monitor([instance], probe_factory=factory, exit_watch=False)
+    monitor([instance], probe_factory=factory, probe_loop=False)
     wait_for_status(store, instance.name, Status.ABNORMAL, 5)
     assert store.get(instance.name).failure == FailureKind.TIMEOUT
 
