@@ -128,6 +128,7 @@ class Monitor:
         self.full_checks = 0
         self._first_runs_lock = threading.Lock()
         self._first_runs_pending = 0
+        self._freeze_lock = threading.Lock()
 
     # Life cycle
 
@@ -309,8 +310,10 @@ class Monitor:
             entry.first_run_ended = True
             self._first_runs_pending -= 1
             all_ended = self._first_runs_pending == 0
-        if all_ended and self._scheduler is not None:
-            self._scheduler.add_job(self._freeze_long_lived, "date", id="freeze", replace_existing=True)
+        if all_ended:
+            # On a thread of its own: the collection takes about half a second at 10,000
+            # instances, and the probe loop or worker that got here must not wait for it.
+            threading.Thread(target=self._freeze_long_lived, name="gc-freeze", daemon=True).start()
 
     def _freeze_long_lived(self) -> None:
         """Exclude the objects that live as long as the instances from later full collections.
@@ -322,9 +325,10 @@ class Monitor:
         or reload, frees what a reload left behind in reference cycles.
         """
         started = time.perf_counter()
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+        with self._freeze_lock:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
         log.info("first probes of every instance done: %d objects frozen out of garbage collection "
                  "in %.0f ms", gc.get_freeze_count(), (time.perf_counter() - started) * 1000)
 
