@@ -224,6 +224,18 @@ class MariaDBServer(ServerProcess):
         except pymysql.err.MySQLError:
             return False
 
+    def aborted_clients(self) -> int:
+        """Return the server's Aborted_clients: connections dropped without COM_QUIT."""
+        import pymysql
+
+        connection = pymysql.connect(host=LOOPBACK, port=self.port, user="root")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+                return int(cursor.fetchone()[1])
+        finally:
+            connection.close()
+
 
 def make_postgres_datadir(password: str) -> Path:
     """Initialize a PostgreSQL cluster whose user `postgres` logs in with `password` (SCRAM).

@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 
-import pymysql
 import pytest
 import redis
 
@@ -247,15 +246,7 @@ def test_forget_aborts_a_check_in_flight(redis_server, make_instance, loop, reco
 
 
 def test_quick_mysql_ping_does_not_abort_clients(mariadb_server, make_instance, loop, recorder):
-    def aborted_clients() -> int:
-        connection = pymysql.connect(host=servers.LOOPBACK, port=mariadb_server.port, user="root")
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
-            value = int(cursor.fetchone()[1])
-        connection.close()
-        return value
-
-    before = aborted_clients()
+    before = mariadb_server.aborted_clients()
     probe = checked_probe(make_instance("mysql", port=mariadb_server.port, user="root", database=None))
     owner = Owner(probe.instance.name, probe)
     for _ in range(3):
@@ -263,7 +254,7 @@ def test_quick_mysql_ping_does_not_abort_clients(mariadb_server, make_instance, 
         loop.check(owner)
         assert recorder.result(owner.name).ok
     probe.close()
-    assert aborted_clients() == before
+    assert mariadb_server.aborted_clients() == before
 
 
 # The exit watch

@@ -6,7 +6,6 @@ import os
 import threading
 import time
 
-import pymysql
 import pytest
 import redis
 
@@ -335,19 +334,11 @@ def test_repeated_postgresql_probes_keep_one_connection(make_instance, postgres_
 
 
 def test_closed_mysql_probe_is_no_aborted_client(make_instance, mariadb_server):
-    def aborted_clients() -> int:
-        connection = pymysql.connect(host=servers.LOOPBACK, port=mariadb_server.port, user="root")
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
-            value = int(cursor.fetchone()[1])
-        connection.close()
-        return value
-
-    before = aborted_clients()
+    before = mariadb_server.aborted_clients()
     probe = create_probe(make_instance("mysql", port=mariadb_server.port, user="root"))
     probe.check()
     probe.close()
-    assert aborted_clients() == before
+    assert mariadb_server.aborted_clients() == before
 
 
 def open_descriptors() -> int:
