@@ -75,6 +75,7 @@ _EXAMPLES = {
 }
 
 _INSTANCES_HEADER = re.compile(r"""^\s*\[\[\s*(instances|"instances"|'instances')\s*\]\]""")
+_TABLE_HEADER = re.compile(r"^\s*\[")
 _TOML_ERROR_LINE = re.compile(r"at line (\d+), column \d+")
 _CONTROL_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
 _MAX_SHOWN_VALUE = 80
@@ -243,6 +244,23 @@ class _Collector:
             sentences.append(("cli.config.did_you_mean", {"candidate": suggestion}))
         self.problems.append(ConfigProblem(self.path, line, subject, tuple(sentences)))
 
+    def line_in_table(self, header_line: int | None, key: str | None) -> int | None:
+        """Find the line of `key` in the table whose header is on `header_line`; else the header's.
+
+        The table runs to the next `[` header. A key written as a dotted or quoted key, or in an
+        inline table, is not found, and the problem points at the header instead.
+        """
+        if header_line is None or key is None:
+            return header_line
+        pattern = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        for number in range(header_line + 1, len(self.lines) + 1):
+            text = self.lines[number - 1]
+            if _TABLE_HEADER.match(text):
+                break
+            if pattern.match(text):
+                return number
+        return header_line
+
     def line_of_key(self, key: str) -> int | None:
         """Find where a top-level key or table starts; None when it is written in another form."""
         pattern = re.compile(r"^\s*(\[{1,2}\s*)?" + re.escape(key) + r"\s*(=|\]|\.)")
@@ -258,7 +276,7 @@ class _Collector:
             if key in allowed:
                 continue
             close = difflib.get_close_matches(key, allowed, n=1)
-            where = self.line_of_key(key) if line_of_key else line
+            where = self.line_of_key(key) if line_of_key else self.line_in_table(line, key)
             if close:
                 self.add(where, subject, "cli.config.unknown_key_suggested", option=key,
                          candidate=close[0])
@@ -393,8 +411,11 @@ class _KeyChecks:
         self.line = line
         self.subject = subject
 
-    def report(self, message_key: str, suggestion: str | None = None, **values) -> None:
-        self.collector.add(self.line, self.subject, message_key, suggestion=suggestion, **values)
+    def report(self, message_key: str, suggestion: str | None = None, at_key: str | None = None,
+               **values) -> None:
+        """Add a problem at the line of `at_key` (default: the `option` it names) in this table."""
+        line = self.collector.line_in_table(self.line, at_key or values.get("option"))
+        self.collector.add(line, self.subject, message_key, suggestion=suggestion, **values)
 
     def wrong_type(self, key: str, value, expected: str, example_key: str | None = None) -> None:
         self.report("cli.config.wrong_type", option=key, value=_literal(value), actual=_type_name(value),
@@ -426,7 +447,7 @@ class _KeyChecks:
     def host(self, entry: dict) -> str | None:
         host = self.text("host", entry.get("host"), required=True)
         if host is not None and any(char.isspace() for char in host):
-            self.report("cli.config.host_whitespace", value=_literal(host))
+            self.report("cli.config.host_whitespace", at_key="host", value=_literal(host))
             return None
         return host
 
@@ -438,7 +459,7 @@ class _KeyChecks:
         if kind is None or kind in INSTANCE_TYPES:
             return kind
         close = difflib.get_close_matches(kind.lower(), INSTANCE_TYPES, n=1)
-        self.report("cli.config.unknown_type", suggestion=close[0] if close else None,
+        self.report("cli.config.unknown_type", at_key="type", suggestion=close[0] if close else None,
                     value=_literal(kind), allowed=", ".join(INSTANCE_TYPES))
         return None
 
@@ -454,7 +475,7 @@ class _KeyChecks:
             self.wrong_type("port", value, "port")
             return None
         if not 1 <= value <= 65535:
-            self.report("cli.config.port_range", value=_literal(value))
+            self.report("cli.config.port_range", at_key="port", value=_literal(value))
             return None
         return value
 
@@ -463,19 +484,19 @@ class _KeyChecks:
         password = entry.get("password")
         variable = entry.get("password_env")
         if password is not None and variable is not None:
-            self.report("cli.config.password_both")
+            self.report("cli.config.password_both", at_key="password")
             return None
         if password is not None:
             if not isinstance(password, str):
                 # The value itself is never shown, only its type.
-                self.report("cli.config.password_type", actual=_type_name(password))
+                self.report("cli.config.password_type", at_key="password", actual=_type_name(password))
                 return None
             return password
         variable = self.text("password_env", variable, required=False)
         if variable is None:
             return None
         if variable not in os.environ:
-            self.report("cli.config.env_unset", value=_literal(variable), variable=variable)
+            self.report("cli.config.env_unset", at_key="password_env", value=_literal(variable), variable=variable)
             return None
         return os.environ[variable]
 
@@ -488,7 +509,7 @@ class _KeyChecks:
         if isinstance(value, str) and value.isdigit():
             value = int(value)
         if not _is_integer(value) or value < 0:
-            self.report("cli.config.redis_database", value=_literal(value),
+            self.report("cli.config.redis_database", at_key="database", value=_literal(value),
                         example=_EXAMPLES["redis_database"])
             return None
         return str(value)
@@ -499,7 +520,7 @@ class _KeyChecks:
             self.wrong_type("tags", value, "string_list")
             return ()
         if not all(isinstance(tag, str) and tag.strip() for tag in value):
-            self.report("cli.config.tags_items", value=_literal(value), example=_EXAMPLES["tags"])
+            self.report("cli.config.tags_items", at_key="tags", value=_literal(value), example=_EXAMPLES["tags"])
             return ()
         return tuple(value)
 
@@ -540,7 +561,7 @@ class _KeyChecks:
         if mode is None or mode in SSL_MODES:
             return mode
         close = difflib.get_close_matches(mode.lower(), SSL_MODES, n=1)
-        self.report("cli.config.ssl_mode", suggestion=close[0] if close else None,
+        self.report("cli.config.ssl_mode", at_key="ssl_mode", suggestion=close[0] if close else None,
                     value=_literal(mode), allowed=", ".join(SSL_MODES))
         return None
 
@@ -556,7 +577,7 @@ class _KeyChecks:
                 pass
         except OSError as error:
             reason = error.strerror or type(error).__name__
-            self.report("cli.config.ca_file_unreadable", value=_literal(value), path=resolved,
+            self.report("cli.config.ca_file_unreadable", at_key="ca_file", value=_literal(value), path=resolved,
                         reason=reason)
             return None
         return resolved
@@ -566,7 +587,7 @@ class _KeyChecks:
             if key not in entry or kind in kinds:
                 continue
             if key == "tls" and kind in ("mysql", "postgresql"):
-                self.report("cli.config.tls_not_redis", type=kind)
+                self.report("cli.config.tls_not_redis", at_key="tls", type=kind)
             else:
                 self.report("cli.config.not_applicable", option=key, type=kind,
                             allowed=", ".join(kinds))
@@ -577,9 +598,9 @@ class _KeyChecks:
         if "ca_file" not in entry or fields["ca_file"] is None:
             return
         if kind == "redis" and not fields["tls"]:
-            self.report("cli.config.ca_file_without_tls")
+            self.report("cli.config.ca_file_without_tls", at_key="ca_file")
         elif kind in ("mysql", "postgresql") and fields["ssl_mode"] == "disable":
-            self.report("cli.config.ca_file_ssl_disabled")
+            self.report("cli.config.ca_file_ssl_disabled", at_key="ca_file")
 
 
 def _is_integer(value) -> bool:

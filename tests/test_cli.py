@@ -130,9 +130,9 @@ def test_check_invalid_file_exits_two(tmp_path):
     assert completed.returncode == 2
     assert completed.stdout == ""
     assert completed.stderr.splitlines() == [
-        f'{path}:11: instance "缓存·会话": port = "abc" is a string, but an integer from 1 to 65535 '
+        f'{path}:15: instance "缓存·会话": port = "abc" is a string, but an integer from 1 to 65535 '
         "is required; write it like port = 3306.",
-        f'{path}:17: instance "报表库 🐘": port = 99999 is out of range; use an integer from 1 to 65535.',
+        f'{path}:21: instance "报表库 🐘": port = 99999 is out of range; use an integer from 1 to 65535.',
         f"{path}: 2 problem(s) found; nothing was started.",
     ]
 
@@ -143,7 +143,7 @@ def test_check_reports_problems_in_chinese(tmp_path):
     completed = run_cli("check", "--config", str(path), cwd=tmp_path)
 
     assert completed.stderr.splitlines()[0] == (
-        f'{path}:17: 实例 "报表库 🐘": port = 99999 超出范围；请使用 1 到 65535 之间的整数。')
+        f'{path}:21: 实例 "报表库 🐘": port = 99999 超出范围；请使用 1 到 65535 之间的整数。')
 
 
 def test_check_missing_file_exits_two(tmp_path):

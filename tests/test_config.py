@@ -216,14 +216,14 @@ def test_unknown_top_level_key_names_its_line(tmp_path):
 def test_unknown_defaults_key_suggests_spelling(tmp_path):
     message = single_problem(tmp_path, "[defaults]\ntimout = 3\n" + GOOD_MYSQL)
 
-    assert message == (f"{tmp_path / 'instances.toml'}:1: [defaults]: unknown key 'timout'; "
+    assert message == (f"{tmp_path / 'instances.toml'}:2: [defaults]: unknown key 'timout'; "
                        "did you mean 'timeout'? Correct it or remove it.")
 
 
 def test_unknown_instance_key_suggests_spelling(tmp_path):
     message = single_problem(tmp_path, instance('pasword_env = "X"'))
 
-    assert message == (f"{tmp_path / 'instances.toml'}:1: instance \"x\": unknown key 'pasword_env'; "
+    assert message == (f"{tmp_path / 'instances.toml'}:5: instance \"x\": unknown key 'pasword_env'; "
                        "did you mean 'password_env'? Correct it or remove it.")
 
 
@@ -303,7 +303,8 @@ def test_duplicate_name_reported_with_other_problems(tmp_path):
 def test_port_not_integer_is_reported(tmp_path, value, shown):
     message = single_problem(tmp_path, instance(f"port = {value}"))
 
-    assert message == (f'{tmp_path / "instances.toml"}:1: instance "x": port = {shown}, but an '
+    # The line of the key itself, not of the [[instances]] header.
+    assert message == (f'{tmp_path / "instances.toml"}:5: instance "x": port = {shown}, but an '
                        "integer from 1 to 65535 is required; write it like port = 3306.")
 
 
@@ -311,7 +312,7 @@ def test_port_not_integer_is_reported(tmp_path, value, shown):
 def test_port_out_of_range_is_reported(tmp_path, port):
     message = single_problem(tmp_path, instance(f"port = {port}"))
 
-    assert message == (f'{tmp_path / "instances.toml"}:1: instance "x": port = {port} is out of range; '
+    assert message == (f'{tmp_path / "instances.toml"}:5: instance "x": port = {port} is out of range; '
                        "use an integer from 1 to 65535.")
 
 
@@ -355,7 +356,7 @@ def test_wrong_type_is_reported(tmp_path, key, value, expected):
 def test_wrong_type_in_defaults_is_reported(tmp_path):
     message = single_problem(tmp_path, '[defaults]\ninterval = "5"\n' + GOOD_MYSQL)
 
-    assert message.startswith(f'{tmp_path / "instances.toml"}:1: [defaults]: interval = "5" is a string')
+    assert message.startswith(f'{tmp_path / "instances.toml"}:2: [defaults]: interval = "5" is a string')
 
 
 @pytest.mark.parametrize("key", ["interval", "timeout"])
@@ -509,11 +510,11 @@ def test_every_problem_is_reported(tmp_path, monkeypatch):
     problems = problems_of(tmp_path, text)
 
     assert len(problems) == 5
-    assert problems[0].startswith(f"{tmp_path / 'instances.toml'}:1: [defaults]: interval = -5")
-    assert problems[1].startswith(f'{tmp_path / "instances.toml"}:4: instance "a": port = 99999')
-    assert problems[2].startswith(f'{tmp_path / "instances.toml"}:10: instance "b": password_env')
-    assert problems[3].startswith(f'{tmp_path / "instances.toml"}:16: instance "c": ssl_mode')
-    assert problems[4].startswith(f'{tmp_path / "instances.toml"}:22: instance "d": type = "oracle"')
+    assert problems[0].startswith(f"{tmp_path / 'instances.toml'}:2: [defaults]: interval = -5")
+    assert problems[1].startswith(f'{tmp_path / "instances.toml"}:8: instance "a": port = 99999')
+    assert problems[2].startswith(f'{tmp_path / "instances.toml"}:14: instance "b": password_env')
+    assert problems[3].startswith(f'{tmp_path / "instances.toml"}:20: instance "c": ssl_mode')
+    assert problems[4].startswith(f'{tmp_path / "instances.toml"}:24: instance "d": type = "oracle"')
 
 
 def test_problems_render_in_chinese(tmp_path):
@@ -523,7 +524,7 @@ def test_problems_render_in_chinese(tmp_path):
         load_config(path)
 
     assert caught.value.messages("zh") == [
-        f'{path}:1: 实例 "订单库-主": port = 99999 超出范围；请使用 1 到 65535 之间的整数。']
+        f'{path}:5: 实例 "订单库-主": port = 99999 超出范围；请使用 1 到 65535 之间的整数。']
 
 
 def test_c8_bad_entries_among_good_ones(tmp_path):
@@ -577,9 +578,9 @@ def test_c8_bad_entries_among_good_ones(tmp_path):
     problems = caught.value.problems
 
     assert problems == [
-        f'{path}:31: instance "port-letters": port = "abc" is a string, but an integer from 1 to 65535 '
+        f'{path}:35: instance "port-letters": port = "abc" is a string, but an integer from 1 to 65535 '
         "is required; write it like port = 3306.",
-        f'{path}:37: instance "port-too-big": port = 99999 is out of range; use an integer from 1 to '
+        f'{path}:41: instance "port-too-big": port = 99999 is out of range; use an integer from 1 to '
         "65535.",
     ]
     assert not any("no_such_db" in problem for problem in problems)
@@ -589,13 +590,31 @@ def test_c8_bad_entries_among_good_ones(tmp_path):
     assert [item.database for item in loaded.instances][-1] == "no_such_db"
 
 
+def test_problem_names_the_line_of_its_key(tmp_path):
+    text = instance("port = 3306", name="a") + "\n" + instance("user = 'root'\nport = 0", name="b")
+
+    message = single_problem(tmp_path, text)
+
+    # Instance b starts on line 7; its own port line, not a's, is line 12.
+    assert message.startswith(f'{tmp_path / "instances.toml"}:12: instance "b": port = 0')
+
+
+def test_missing_key_names_the_header_line(tmp_path):
+    text = GOOD_MYSQL + "\n[[instances]]\nname = \"b\"\ntype = \"redis\"\n"
+    header = GOOD_MYSQL.count("\n") + 2
+
+    message = single_problem(tmp_path, text)
+
+    assert message.startswith(f'{tmp_path / "instances.toml"}:{header}: instance "b": host')
+
+
 def test_error_text_lists_problems(tmp_path):
     path = write(tmp_path, instance("port = 0"))
 
     with pytest.raises(ConfigError) as caught:
         load_config(path)
 
-    assert str(caught.value).startswith(f"{path}: 1 problem(s)\n{path}:1: instance")
+    assert str(caught.value).startswith(f"{path}: 1 problem(s)\n{path}:5: instance")
     assert caught.value.path == os.fspath(path)
 
 
