@@ -203,16 +203,17 @@ class MariaDBServer(ServerProcess):
     SMALL_INNODB = ("--innodb-log-file-size=4M", "--innodb-buffer-pool-size=8M",
                     "--innodb-data-file-path=ibdata1:4M:autoextend")
 
-    def __init__(self, template_datadir: Path):
+    def __init__(self, template_datadir: Path, *extra_args: str):
         super().__init__()
         self.datadir = self.directory / "data"
+        self.extra_args = list(extra_args)
         shutil.copytree(template_datadir, self.datadir)
 
     def command(self) -> list[str]:
         return ["mariadbd", "--no-defaults", f"--datadir={self.datadir}", "--user=root",
                 f"--port={self.port}", f"--bind-address={LOOPBACK}",
                 f"--socket={self.directory / 'mariadb.sock'}", f"--pid-file={self.directory / 'mariadb.pid'}",
-                "--skip-name-resolve", "--skip-log-bin", *self.SMALL_INNODB]
+                "--skip-name-resolve", "--skip-log-bin", *self.SMALL_INNODB, *self.extra_args]
 
     def is_ready(self) -> bool:
         import pymysql
@@ -264,15 +265,23 @@ class PostgresServer(ServerProcess):
 
     name = "postgres"
 
-    def __init__(self, template_datadir: Path):
+    def __init__(self, template_datadir: Path, tls_files: dict[str, Path] | None = None):
         super().__init__()
         self.datadir = self.directory / "data"
         shutil.copytree(template_datadir, self.datadir)
+        self.tls_arguments: list[str] = []
+        if tls_files is not None:
+            # postgres reads the key only if its owner alone may read it.
+            cert, key = self.directory / "server.pem", self.directory / "server.key"
+            shutil.copyfile(tls_files["cert"], cert)
+            shutil.copyfile(tls_files["key"], key)
+            key.chmod(0o600)
+            self.tls_arguments = ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
         _give_to_postgres_user(self.directory)
 
     def command(self) -> list[str]:
         return ["postgres", "-D", str(self.datadir), "-p", str(self.port), "-k", str(self.directory),
-                "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off"]
+                "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off", *self.tls_arguments]
 
     def popen_arguments(self) -> dict:
         return _postgres_user_arguments()

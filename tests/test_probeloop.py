@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 
@@ -15,6 +16,7 @@ from dashapp.probeloop import ProbeLoop
 from dashapp.probes import create_probe
 
 import servers
+from conftest import THROWAWAY_POSTGRES_PASSWORD
 
 WAIT_S = 10.0
 DATABASE_TYPES = ("mysql", "redis", "postgresql")
@@ -130,6 +132,47 @@ def test_quick_check_over_tls(make_instance, loop, recorder, tls_files):
                              tls_port=True) as server:
         probe = checked_probe(make_instance("redis", port=server.port, tls=True, ca_file=str(tls_files["ca"])))
         try:
+            owner = Owner(probe.instance.name, probe)
+            for _ in range(3):
+                recorder.results.clear()
+                loop.check(owner)
+                assert recorder.result(owner.name).ok
+            assert loop.quick_checks == 3
+            assert probe.check().ok
+        finally:
+            probe.close()
+
+
+@pytest.mark.parametrize("ssl_mode", ["verify-full", "prefer"])
+def test_quick_mysql_ping_over_tls(mariadb_datadir, make_instance, loop, recorder, tls_files, ssl_mode):
+    with servers.MariaDBServer(mariadb_datadir, f"--ssl-cert={tls_files['cert']}",
+                               f"--ssl-key={tls_files['key']}", f"--ssl-ca={tls_files['ca']}") as server:
+        probe = checked_probe(make_instance("mysql", port=server.port, user="root", database=None,
+                                            ssl_mode=ssl_mode, ca_file=str(tls_files["ca"])))
+        try:
+            assert isinstance(probe._connection._sock, ssl.SSLSocket)
+            owner = Owner(probe.instance.name, probe)
+            for _ in range(3):
+                recorder.results.clear()
+                loop.check(owner)
+                assert recorder.result(owner.name).ok
+            assert loop.quick_checks == 3
+            # PyMySQL still reads the connection correctly after the loop's pings over TLS.
+            with probe._connection.cursor() as cursor:
+                cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                assert cursor.fetchone()[1]
+            assert server.aborted_clients() == 0
+        finally:
+            probe.close()
+
+
+def test_quick_postgresql_query_over_tls(postgres_datadir, make_instance, loop, recorder, tls_files):
+    with servers.PostgresServer(postgres_datadir, tls_files=tls_files) as server:
+        probe = checked_probe(make_instance("postgresql", port=server.port, user="postgres",
+                                            password=THROWAWAY_POSTGRES_PASSWORD, database="postgres",
+                                            ssl_mode="verify-full", ca_file=str(tls_files["ca"])))
+        try:
+            assert probe._pgconn.ssl_in_use
             owner = Owner(probe.instance.name, probe)
             for _ in range(3):
                 recorder.results.clear()
