@@ -47,7 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(_lang_in(argv))
     args = parser.parse_args(argv)
     configure_logging("WARNING")
-    return args.handler(args)
+    try:
+        status = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`probe --json | head`). Point stdout at /dev/null so the flush
+        # at exit does not raise again, and exit as Python's documentation suggests for EPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return status
 
 
 def build_parser(lang: str = DEFAULT_LANG) -> argparse.ArgumentParser:

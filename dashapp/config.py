@@ -26,6 +26,8 @@ SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
 # A tcp instance has no standard port, so its port is always required.
 DEFAULT_PORTS = {"mysql": 3306, "redis": 6379, "postgresql": 5432}
+# The port in the examples of messages about a tcp instance, which has no usual port.
+TCP_EXAMPLE_PORT = 8080
 
 DEFAULT_INTERVAL = 5.0
 DEFAULT_TIMEOUT = 5.0
@@ -285,6 +287,11 @@ class _Collector:
                          allowed=", ".join(allowed))
 
 
+def _port_example(kind: str | None) -> str:
+    """Return a `port = N` example with the type's usual port, so a PostgreSQL fix says 5432."""
+    return f"port = {DEFAULT_PORTS.get(kind, TCP_EXAMPLE_PORT) if kind else DEFAULT_PORTS['mysql']}"
+
+
 def _instance_header_lines(lines: list[str]) -> list[int]:
     """Return the line number of each `[[instances]]` header, in order.
 
@@ -347,6 +354,7 @@ def _check_unique_name(collector: _Collector, entry, line: int | None,
 
     # Names are compared in NFC, because two spellings of "é" look the same on a page.
     normalized = unicodedata.normalize("NFC", name)
+    line = collector.line_in_table(line, "name")
     if normalized not in first_line_of_name:
         first_line_of_name[normalized] = line
         return
@@ -417,12 +425,13 @@ class _KeyChecks:
         line = self.collector.line_in_table(self.line, at_key or values.get("option"))
         self.collector.add(line, self.subject, message_key, suggestion=suggestion, **values)
 
-    def wrong_type(self, key: str, value, expected: str, example_key: str | None = None) -> None:
+    def wrong_type(self, key: str, value, expected: str, example_key: str | None = None,
+                   example: str | None = None) -> None:
         self.report("cli.config.wrong_type", option=key, value=_literal(value), actual=_type_name(value),
-                    expected=_expected(expected), example=_EXAMPLES[example_key or key])
+                    expected=_expected(expected), example=example or _EXAMPLES[example_key or key])
 
-    def missing(self, key: str) -> None:
-        self.report("cli.config.missing", option=key, example=_EXAMPLES[key])
+    def missing(self, key: str, example: str | None = None) -> None:
+        self.report("cli.config.missing", option=key, example=example or _EXAMPLES[key])
 
     def text(self, key: str, value, required: bool) -> str | None:
         """Check a string key: present when required, a string, not blank, no control characters."""
@@ -469,10 +478,10 @@ class _KeyChecks:
             if kind in DEFAULT_PORTS:
                 return DEFAULT_PORTS[kind]
             if kind is not None:
-                self.missing("port")
+                self.missing("port", example=_port_example(kind))
             return None
         if not _is_integer(value):
-            self.wrong_type("port", value, "port")
+            self.wrong_type("port", value, "port", example=_port_example(kind))
             return None
         if not 1 <= value <= 65535:
             self.report("cli.config.port_range", at_key="port", value=_literal(value))

@@ -191,7 +191,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "cli.config.expect.string_list": {"zh": "字符串列表", "en": "a list of strings"},
     "cli.config.expect.seconds": {"zh": "正数（秒）", "en": "a positive number of seconds"},
     "cli.config.expect.threshold": {"zh": "不小于 1 的整数", "en": "an integer of at least 1"},
-    "cli.config.expect.boolean": {"zh": "true 或 false", "en": "true or false"},
+    "cli.config.expect.boolean": {"zh": "布尔值 true 或 false", "en": "true or false"},
     # Command line: commands, options and output.
     "cli.description": {
         "zh": "数据库实例实时状态监控",

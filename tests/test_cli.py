@@ -131,7 +131,7 @@ def test_check_invalid_file_exits_two(tmp_path):
     assert completed.stdout == ""
     assert completed.stderr.splitlines() == [
         f'{path}:15: instance "缓存·会话": port = "abc" is a string, but an integer from 1 to 65535 '
-        "is required; write it like port = 3306.",
+        "is required; write it like port = 6379.",
         f'{path}:21: instance "报表库 🐘": port = 99999 is out of range; use an integer from 1 to 65535.',
         f"{path}: 2 problem(s) found; nothing was started.",
     ]
@@ -424,3 +424,20 @@ def test_probe_stalled_mysql_handshake_times_out(tmp_path):
     assert completed.returncode == 1
     assert [result["status"] for result in results] == ["running", "running", "running", "abnormal"]
     assert results[3]["failure"] == "timeout"
+
+
+def test_probe_into_closed_pipe_exits_quietly(tmp_path):
+    path = write_config(tmp_path, LOCAL_SERVERS)
+    read_end, write_end = os.pipe()
+    # The reader is gone before the probe writes, as with `probe --json | head` once head exits.
+    os.close(read_end)
+    env = {key: value for key, value in os.environ.items() if key != "DBMON_CONFIG"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    try:
+        completed = subprocess.run([sys.executable, "-m", "dashapp", "probe", "--json", "--config", str(path)],
+                                   cwd=tmp_path, env=env, stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+
+    assert completed.returncode == 1
+    assert completed.stderr.decode("utf-8") == ""

@@ -250,7 +250,7 @@ def test_missing_tcp_port_is_reported(tmp_path):
     message = single_problem(tmp_path, instance("", name="pg-port", kind="tcp"))
 
     assert message == (f'{tmp_path / "instances.toml"}:1: instance "pg-port": port is missing; '
-                       "add it, e.g. port = 3306.")
+                       "add it, e.g. port = 8080.")
 
 
 def test_nameless_instance_is_numbered(tmp_path):
@@ -279,8 +279,15 @@ def test_duplicate_name_points_to_first(tmp_path):
 
     message = single_problem(tmp_path, text)
 
-    assert message == (f'{tmp_path / "instances.toml"}:7: instance "订单库": name = "订单库" is already '
-                       "used by the instance at line 1; give each instance a unique name.")
+    # Both lines are those of the name keys.
+    assert message == (f'{tmp_path / "instances.toml"}:8: instance "订单库": name = "订单库" is already '
+                       "used by the instance at line 2; give each instance a unique name.")
+
+
+def test_port_example_uses_the_type_port(tmp_path):
+    message = single_problem(tmp_path, instance('port = "5432"', kind="postgresql"))
+
+    assert message.endswith("write it like port = 5432.")
 
 
 def test_duplicate_name_reported_with_other_problems(tmp_path):
