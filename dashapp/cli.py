@@ -115,7 +115,8 @@ def run_probe(args: argparse.Namespace) -> int:
     else:
         _print_table(outcomes, len(config.instances) - len(instances), args.lang)
 
-    status = EXIT_OK if all(result.ok for _, result in outcomes) else EXIT_ABNORMAL
+    # An instance in maintenance is reported but does not fail the run.
+    status = EXIT_OK if all(result.ok or instance.maintenance for instance, result in outcomes) else EXIT_ABNORMAL
     if unfinished:
         # A probe thread that ignored its timeout would keep the interpreter waiting for it at
         # exit. The output is complete, so leave at once.
@@ -210,7 +211,7 @@ def outcome_to_dict(instance: InstanceConfig, result: ProbeResult) -> dict:
         "port": instance.port,
         "address": format_address(instance.host, instance.port),
         "tags": list(instance.tags),
-        "status": (Status.RUNNING if result.ok else Status.ABNORMAL).value,
+        "status": _status(instance, result).value,
         "failure": result.failure.value if result.failure else None,
         "reason": result.reason,
         "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 2),
@@ -237,14 +238,21 @@ def _print_table(outcomes: list[tuple[InstanceConfig, ProbeResult]], disabled: i
     for row in [header, *rows]:
         print(_format_row(row, widths))
 
-    running = sum(1 for _, result in outcomes if result.ok)
+    statuses = [_status(instance, result) for instance, result in outcomes]
     print()
-    print(t("cli.probe.summary", lang, running=running, abnormal=len(outcomes) - running,
+    print(t("cli.probe.summary", lang, running=statuses.count(Status.RUNNING),
+            abnormal=statuses.count(Status.ABNORMAL), maintenance=statuses.count(Status.MAINTENANCE),
             disabled=disabled))
 
 
+def _status(instance: InstanceConfig, result: ProbeResult) -> Status:
+    if instance.maintenance:
+        return Status.MAINTENANCE
+    return Status.RUNNING if result.ok else Status.ABNORMAL
+
+
 def _table_row(instance: InstanceConfig, result: ProbeResult, lang: str) -> list[str]:
-    status = Status.RUNNING if result.ok else Status.ABNORMAL
+    status = _status(instance, result)
     latency = "-" if result.latency_ms is None else f"{result.latency_ms:.1f} ms"
     reason = ""
     if not result.ok:

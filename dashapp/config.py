@@ -36,8 +36,8 @@ TOP_LEVEL_KEYS = ("defaults", "instances")
 DEFAULTS_KEYS = ("interval", "timeout", "fail_threshold", "recover_threshold")
 INSTANCE_KEYS = (
     "name", "type", "host", "port", "user", "password", "password_env", "database", "tags",
-    "interval", "timeout", "enabled", "fail_threshold", "recover_threshold", "tls", "ssl_mode",
-    "ca_file",
+    "interval", "timeout", "enabled", "maintenance", "fail_threshold", "recover_threshold", "tls",
+    "ssl_mode", "ca_file",
 )
 
 # Optional keys that only some instance types use. A key set on another type would be silently
@@ -67,6 +67,7 @@ _EXAMPLES = {
     "interval": "interval = 5",
     "timeout": "timeout = 5",
     "enabled": "enabled = true",
+    "maintenance": "maintenance = true",
     "fail_threshold": "fail_threshold = 3",
     "recover_threshold": "recover_threshold = 2",
     "tls": "tls = true",
@@ -102,6 +103,7 @@ class InstanceConfig:
     interval: float = 5.0
     timeout: float = 5.0
     enabled: bool = True
+    maintenance: bool = False
     fail_threshold: int = 1
     recover_threshold: int = 1
     tls: bool = False
@@ -117,9 +119,10 @@ class InstanceConfig:
     def same_target(self, other: "InstanceConfig") -> bool:
         """Tell whether a reload may keep this instance's connection and state.
 
-        The line is ignored, so that an edit above an instance does not reset it.
+        The line is ignored, so that an edit above an instance does not reset it, and so is
+        `maintenance`, which changes the status but not the probing.
         """
-        return self == replace(other, line=self.line)
+        return self == replace(other, line=self.line, maintenance=self.maintenance)
 
 
 @dataclass(frozen=True)
@@ -394,6 +397,7 @@ def _check_instance(collector: _Collector, entry, number: int, line: int | None,
         "interval": checks.seconds("interval", entry.get("interval"), defaults["interval"]),
         "timeout": checks.seconds("timeout", entry.get("timeout"), defaults["timeout"]),
         "enabled": checks.boolean("enabled", entry.get("enabled"), True),
+        "maintenance": checks.boolean("maintenance", entry.get("maintenance"), False),
         "fail_threshold": checks.threshold("fail_threshold", entry.get("fail_threshold"),
                                            defaults["fail_threshold"]),
         "recover_threshold": checks.threshold("recover_threshold", entry.get("recover_threshold"),

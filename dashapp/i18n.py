@@ -218,8 +218,9 @@ CATALOG: dict[str, dict[str, str]] = {
     "cli.probe.column.latency": {"zh": "延迟", "en": "Latency"},
     "cli.probe.column.reason": {"zh": "原因", "en": "Reason"},
     "cli.probe.summary": {
-        "zh": "运行中 {running} 个，异常 {abnormal} 个，已停用未检测 {disabled} 个。",
-        "en": "{running} running, {abnormal} abnormal, {disabled} disabled and not probed."},
+        "zh": "运行中 {running} 个，异常 {abnormal} 个，维护中 {maintenance} 个，已停用未检测 {disabled} 个。",
+        "en": "{running} running, {abnormal} abnormal, {maintenance} in maintenance, "
+              "{disabled} disabled and not probed."},
     "cli.probe.none_enabled": {
         "zh": "没有启用的实例，未进行检测。", "en": "No instance is enabled; nothing was probed."},
     "cli.probe.no_return": {

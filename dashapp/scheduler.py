@@ -179,6 +179,10 @@ class Monitor:
         wanted = {instance.name: instance for instance in instances if instance.enabled}
         with self._reload_lock:
             self._store.configure(wanted.values())
+            # An instance in maintenance is still probed, but the store keeps its status at
+            # maintenance until the key is removed, then shows what the latest probe found.
+            for instance in wanted.values():
+                self._store.set_maintenance(instance.name, instance.maintenance)
             current = self._entries
             entries = dict(current)
             removed = [entry for name, entry in current.items()

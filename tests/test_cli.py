@@ -237,7 +237,7 @@ def test_probe_table_in_english(tmp_path):
     assert "Running" in lines[1]
     assert "Abnormal" in lines[4]
     assert "Connection refused: " in lines[4]
-    assert lines[-1] == "3 running, 1 abnormal, 0 disabled and not probed."
+    assert lines[-1] == "3 running, 1 abnormal, 0 in maintenance, 0 disabled and not probed."
 
 
 def test_probe_table_in_chinese_by_default(tmp_path):
@@ -249,7 +249,7 @@ def test_probe_table_in_chinese_by_default(tmp_path):
     assert lines[0].split() == ["名称", "类型", "地址", "状态", "延迟", "原因"]
     assert "运行中" in lines[1]
     assert "连接被拒绝: " in lines[4]
-    assert lines[-1] == "运行中 3 个，异常 1 个，已停用未检测 0 个。"
+    assert lines[-1] == "运行中 3 个，异常 1 个，维护中 0 个，已停用未检测 0 个。"
 
 
 def test_probe_table_aligns_wide_names(tmp_path):
@@ -441,3 +441,14 @@ def test_probe_into_closed_pipe_exits_quietly(tmp_path):
 
     assert completed.returncode == 1
     assert completed.stderr.decode("utf-8") == ""
+
+
+def test_probe_instance_in_maintenance_does_not_fail(tmp_path):
+    text = LOCAL_SERVERS + refused_instance() + "maintenance = true\n"
+
+    completed, results = probe_json(tmp_path, text)
+
+    assert completed.returncode == 0
+    assert results[3]["status"] == "maintenance"
+    # The probe still ran, so its failure is reported.
+    assert results[3]["failure"] == "refused"

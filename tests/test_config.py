@@ -290,6 +290,24 @@ def test_port_example_uses_the_type_port(tmp_path):
     assert message.endswith("write it like port = 5432.")
 
 
+def test_maintenance_is_a_boolean(tmp_path):
+    message = single_problem(tmp_path, instance('maintenance = "yes"'))
+
+    assert 'maintenance = "yes" is a string' in message
+
+
+def test_maintenance_keeps_the_target(tmp_path):
+    path = write(tmp_path, instance("maintenance = true"))
+    in_maintenance = load_config(path).instances[0]
+    path.write_text(instance(""), encoding="utf-8")
+    back = load_config(path).instances[0]
+
+    assert in_maintenance.maintenance
+    assert not back.maintenance
+    # A reload that only toggles maintenance keeps the connection and the state.
+    assert in_maintenance.same_target(back)
+
+
 def test_duplicate_name_reported_with_other_problems(tmp_path):
     text = instance("") + "\n" + instance("port = 0")
 

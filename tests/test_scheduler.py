@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import defaultdict
@@ -121,6 +122,28 @@ def test_steady_checks_run_on_the_probe_loop(store, monitor, make_instance):
     # checks; a TCP check by IP address is always quick.
     assert 3 <= stats["full_checks"] <= 6, stats
     assert stats["quick_checks"] >= 4 * 5, stats
+
+
+def test_maintenance_holds_status_while_probing(store, monitor, make_instance, redis_server):
+    instance = make_instance("redis", port=redis_server.port, interval=0.5, maintenance=True)
+    running = monitor([instance])
+    servers.wait_until(lambda: len(store.arrivals[instance.name]) >= 2, 10, "two probes")
+    assert status_of(store, instance.name) == Status.MAINTENANCE
+
+    redis_server.kill()
+    count = len(store.arrivals[instance.name])
+    servers.wait_until(lambda: len(store.arrivals[instance.name]) >= count + 2, 10, "probes of the dead server")
+    assert status_of(store, instance.name) == Status.MAINTENANCE
+    assert store.get(instance.name).failure == FailureKind.REFUSED
+
+    # Leaving maintenance shows what the latest probe found, without waiting for the next one.
+    redis_server.start()
+    wait_for_status(store, instance.name, Status.MAINTENANCE, 1)
+    running.reload([dataclasses.replace(instance, maintenance=False)])
+    assert status_of(store, instance.name) in (Status.ABNORMAL, Status.RUNNING)
+    wait_for_status(store, instance.name, Status.RUNNING, 10)
+    # Maintenance applied before the first result, so no probe ever moved it out of pending.
+    assert all(t.previous != Status.PENDING for t in store.transitions), store.transitions
 
 
 def test_stalled_probe_is_skipped_not_queued(store, monitor, make_instance):
