@@ -79,6 +79,8 @@ _EXAMPLES = {
 
 _INSTANCES_HEADER = re.compile(r"""^\s*\[\[\s*(instances|"instances"|'instances')\s*\]\]""")
 _TABLE_HEADER = re.compile(r"^\s*\[")
+# tomllib messages about a bracket that is never closed, and the brackets concerned.
+_UNCLOSED = {"Unclosed array": ("[", "]"), "Unclosed inline table": ("{", "}")}
 _TOML_ERROR_LINE = re.compile(r"at line (\d+), column \d+")
 _CONTROL_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
 _MAX_SHOWN_VALUE = 80
@@ -226,7 +228,29 @@ def _parse_toml(path: str, text: str) -> dict:
         message = str(error)
         match = _TOML_ERROR_LINE.search(message)
         line = int(match.group(1)) if match else max(1, text.count("\n"))
+        brackets = next((pair for prefix, pair in _UNCLOSED.items() if message.startswith(prefix)), None)
+        opening = _opening_line(text.splitlines(), line, *brackets) if brackets else None
+        if opening is not None:
+            raise _single_problem(path, opening, "cli.config.syntax_unclosed", error=message,
+                                  opener=brackets[0], closer=brackets[1], found=line) from error
         raise _single_problem(path, line, "cli.config.syntax", error=message) from error
+
+
+def _opening_line(lines: list[str], found: int, opener: str, closer: str) -> int | None:
+    """Find the `key = [` (or `{`) line above `found` whose bracket is never closed.
+
+    tomllib notices an unclosed array only where the next statement starts, which can be many
+    lines further down. This scan counts brackets per line and ignores strings that contain
+    brackets, so it can miss; then the caller keeps the parser's line.
+    """
+    for number in range(min(found, len(lines)), 0, -1):
+        text = lines[number - 1].split("#", 1)[0]
+        if number != found and _TABLE_HEADER.match(text) and "=" not in text:
+            return None
+        key, equals, value = text.partition("=")
+        if equals and key.strip() and value.count(opener) > value.count(closer):
+            return number
+    return None
 
 
 def _single_problem(path: str, line: int | None, key: str, **values) -> ConfigError:
@@ -291,7 +315,7 @@ class _Collector:
 
 
 def _port_example(kind: str | None) -> str:
-    """Return a `port = N` example with the type's usual port, so a PostgreSQL fix says 5432."""
+    """Return a `port = N` example with the type's usual port, so that the fix for a PostgreSQL instance shows 5432."""
     return f"port = {DEFAULT_PORTS.get(kind, TCP_EXAMPLE_PORT) if kind else DEFAULT_PORTS['mysql']}"
 
 

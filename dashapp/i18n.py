@@ -94,6 +94,10 @@ CATALOG: dict[str, dict[str, str]] = {
     "cli.config.syntax": {
         "zh": "TOML 语法错误：{error}；请修正该行。",
         "en": "invalid TOML: {error}; fix the syntax on that line."},
+    "cli.config.syntax_unclosed": {
+        "zh": "TOML 语法错误：这一行的 {opener} 没有对应的 {closer}（解析器在第 {found} 行发现：{error}）；请补上 {closer}。",
+        "en": "invalid TOML: the {opener} on this line is never closed with {closer} (the parser "
+              "noticed at line {found}: {error}); add the {closer}."},
     "cli.config.did_you_mean": {"zh": "是否想写 '{candidate}'？", "en": "Did you mean '{candidate}'?"},
     "cli.config.sentence_gap": {"zh": "", "en": " "},
     "cli.config.unknown_key_suggested": {

@@ -206,6 +206,16 @@ def test_instances_as_single_table_is_reported(tmp_path):
 
 # Unknown keys.
 
+def test_unclosed_array_names_its_opening_line(tmp_path):
+    text = instance('tags = ["本机", "缓存"\nport = 6379', name="a", kind="redis") + "\n" + instance("", name="b")
+
+    message = single_problem(tmp_path, text)
+
+    # tomllib notices it at line 6 (port = ...); the bracket was opened on line 5.
+    assert message.startswith(f"{tmp_path / 'instances.toml'}:5: invalid TOML: the [ on this line is never "
+                              "closed with ] (the parser noticed at line 6: ")
+
+
 def test_unknown_top_level_key_names_its_line(tmp_path):
     message = single_problem(tmp_path, GOOD_MYSQL + "\n[alerts]\nurl = 'x'\n")
 
