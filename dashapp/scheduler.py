@@ -139,7 +139,8 @@ class Monitor:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
         # The jobs run on the scheduler's own thread ("debug" is APScheduler's name for an executor
         # that calls the job directly): a job only hands its instance on, in microseconds.
-        # A thread pool executor would add a Future and a contended lock to every run.
+        # APScheduler's thread pool executor would add a Future and a contended lock to every run;
+        # only full checks go to a pool, this monitor's own.
         self._scheduler = BackgroundScheduler(
             executors={"default": DebugExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
