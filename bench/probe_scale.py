@@ -330,7 +330,7 @@ class TimedProbe:
     """A probe wrapper that timestamps each run and measures the CPU time its calls take.
 
     A quick check's CPU counts start_quick and finish_quick on the probe loop, not the reads in
-    between (QuickCheck.advance); the probe loop's thread group shows the whole loop.
+    between (QuickCheck.advance). The probe loop's thread group shows the whole loop.
     """
 
     def __init__(self, probe, runs: list[Run]):

@@ -493,11 +493,15 @@ class _KeyChecks:
 
     def instance_type(self, entry: dict) -> str | None:
         kind = self.text("type", entry.get("type"), required=True)
-        if kind is None or kind in INSTANCE_TYPES:
-            return kind
-        close = difflib.get_close_matches(kind.lower(), INSTANCE_TYPES, n=1)
-        self.report("cli.config.unknown_type", at_key="type", suggestion=close[0] if close else None,
-                    value=_literal(kind), allowed=", ".join(INSTANCE_TYPES))
+        return self.one_of("type", kind, INSTANCE_TYPES, "cli.config.unknown_type")
+
+    def one_of(self, key: str, value: str | None, allowed: tuple[str, ...], message_key: str) -> str | None:
+        """Return `value` if it is one of `allowed` (or None); else report it with the closest match."""
+        if value is None or value in allowed:
+            return value
+        close = difflib.get_close_matches(value.lower(), allowed, n=1)
+        self.report(message_key, at_key=key, suggestion=close[0] if close else None,
+                    value=_literal(value), allowed=", ".join(allowed))
         return None
 
     def port(self, entry: dict, kind: str | None) -> int | None:
@@ -595,12 +599,7 @@ class _KeyChecks:
 
     def ssl_mode(self, entry: dict) -> str | None:
         mode = self.text("ssl_mode", entry.get("ssl_mode"), required=False)
-        if mode is None or mode in SSL_MODES:
-            return mode
-        close = difflib.get_close_matches(mode.lower(), SSL_MODES, n=1)
-        self.report("cli.config.ssl_mode", at_key="ssl_mode", suggestion=close[0] if close else None,
-                    value=_literal(mode), allowed=", ".join(SSL_MODES))
-        return None
+        return self.one_of("ssl_mode", mode, SSL_MODES, "cli.config.ssl_mode")
 
     def ca_file(self, entry: dict) -> str | None:
         """Resolve `ca_file` against the configuration file's directory and check it is readable."""

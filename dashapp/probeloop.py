@@ -6,7 +6,7 @@ before closing (the EOF arrives even after kill -9, because the kernel closes a 
 sockets), and `on_exit` requests a probe now. A quick check sends its command on that same socket
 and the same registration waits for the reply, so a check in flight costs no thread. A check
 that needs more than one command (connecting, reading details) goes back to the caller, which
-runs it on a worker thread; the loop stops watching that socket until `watch` is called again.
+runs it on a worker thread. The loop stops watching that socket until `watch` is called again.
 
 Other threads talk to the loop through a queue of commands and wake it through a pipe. An
 "owner" is the caller's object for one instance: it has `name` and `probe` (base.Probe).
@@ -51,8 +51,8 @@ class _Slot:
 class ProbeLoop:
     """Runs quick checks and watches idle kept sockets, on one thread.
 
-    `on_done(owner, result)` reports the end of a quick check started with `check`; `result` is
-    None when the check needs a full check on a worker thread instead. `on_exit(owner)` reports
+    `on_done(owner, result)` reports the end of a quick check started with `check`. Its `result`
+    is None when the instance needs a full check on a worker thread instead. `on_exit(owner)` reports
     an idle watched socket that turned readable. Both run on the loop thread, so they should
     only hand work on. A command queued for an owner that `forget` removed has no effect.
     """
@@ -182,7 +182,8 @@ class ProbeLoop:
     def _start_check(self, owner: Any) -> None:
         slot = self._own_slot(owner)
         if slot is not None and slot.quick is not None:
-            log.debug("probe loop: %s already has a check in flight", owner.name)
+            # The monitor's guard allows one run per instance, so this would be a bug in the caller.
+            log.warning("probe loop: %s already has a check in flight; check request ignored", owner.name)
             return
         start = getattr(owner.probe, "start_quick", None)
         quick = None

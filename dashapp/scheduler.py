@@ -45,7 +45,7 @@ PHASE_STEP_S = 0.05
 def default_workers(instance_count: int) -> int:
     """Size the worker pool for full checks: a worker per four instances, between 32 and 1,024.
 
-    Quick checks need no worker. A full check of an answering server takes milliseconds, but one
+    Quick checks need no worker. A full check of a responding server takes milliseconds, but one
     of a silent server holds its worker for the whole timeout, so the pool must cover the silent
     share. More threads than about a thousand cost more in GIL contention than they add in
     concurrency on a 2-core machine (bench/RESULTS.md).
@@ -73,9 +73,11 @@ _apscheduler_log.setLevel(logging.WARNING)
 
 @dataclass
 class _Flight:
-    """A run in progress: when its full check started on a worker (None while it waits for one,
-    and for a quick check, which the probe loop ends at its deadline), and whether the watchdog
-    already reported it."""
+    """A run in progress, and whether the watchdog already reported it.
+
+    `started` is when its full check began on a worker. It stays None while the run waits for a
+    worker, and for a quick check, which the probe loop itself ends at its deadline.
+    """
 
     started: float | None = None
     abandoned: bool = False
@@ -222,7 +224,8 @@ class Monitor:
 
     def _schedule(self, instance: InstanceConfig) -> None:
         # One anchor for every job, so that instances with the same interval and phase share their
-        # due times; a start date in the past makes APScheduler continue the grid from now on.
+        # due times. After a reload the start date is in the past, and APScheduler continues the
+        # grid from the next due time.
         trigger = IntervalTrigger(seconds=instance.interval, start_date=self._anchor + _phase(instance),
                                   timezone=self._scheduler.timezone)
         self._scheduler.add_job(self._dispatch, trigger, args=[instance.name], id=instance.key,

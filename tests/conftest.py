@@ -102,6 +102,15 @@ def tls_files(tmp_path_factory):
 
 
 @pytest.fixture
+def tls_redis(tls_files):
+    """A throwaway redis-server that listens only for TLS, with the test CA's certificate."""
+    with servers.RedisServer("--tls-cert-file", str(tls_files["cert"]), "--tls-key-file", str(tls_files["key"]),
+                             "--tls-ca-cert-file", str(tls_files["ca"]), "--tls-auth-clients", "no",
+                             tls_port=True) as server:
+        yield server
+
+
+@pytest.fixture
 def shared_mysql_user(unique_name):
     """Create a user on the shared MariaDB with a given password; drop it afterwards."""
     created = []

@@ -360,8 +360,8 @@ def test_silent_socket_turns_stale(browser, server, baseline):
         page.clock.install()
         page.goto(server.url)
         expect(page.locator("#connection-label")).to_have_text("实时连接", timeout=SHOWN_MS)
-        # The next heartbeat hides the banner again, possibly before a poll of expect() sees it,
-        # so an observer records that it was shown.
+        # The next heartbeat hides the banner again, possibly between two polls of expect(), so
+        # an observer records that it was shown.
         page.evaluate("""() => {
             const banner = document.getElementById('stale-banner');
             window.staleBannerShown = false;

@@ -132,14 +132,6 @@ def test_c9_ping_only_redis_user_runs(make_instance, redis_acl_user):
     assert set(second.details.values()) == {None}
 
 
-@pytest.fixture
-def tls_redis(tls_files):
-    with servers.RedisServer("--tls-cert-file", str(tls_files["cert"]), "--tls-key-file", str(tls_files["key"]),
-                             "--tls-ca-cert-file", str(tls_files["ca"]), "--tls-auth-clients", "no",
-                             tls_port=True) as server:
-        yield server
-
-
 def test_c11_tls_redis_with_ca_file_runs(make_instance, tls_redis, tls_files):
     probe = create_probe(make_instance("redis", port=tls_redis.port, tls=True, ca_file=str(tls_files["ca"])))
     result = probe.check()

@@ -105,6 +105,16 @@ def checked_probe(instance):
     return probe
 
 
+def run_quick_checks(loop, recorder, owner, count: int) -> None:
+    """Run `count` quick checks of `owner` one after another; each must succeed on the loop."""
+    started = loop.quick_checks
+    for _ in range(count):
+        recorder.results.clear()
+        loop.check(owner)
+        assert recorder.result(owner.name).ok
+    assert loop.quick_checks == started + count
+
+
 # Quick checks on the shared servers
 
 @pytest.mark.parametrize("probe_type", DATABASE_TYPES)
@@ -126,21 +136,14 @@ def test_quick_check_of_a_kept_connection(make_instance, loop, recorder, probe_t
         probe.close()
 
 
-def test_quick_check_over_tls(make_instance, loop, recorder, tls_files):
-    with servers.RedisServer("--tls-cert-file", str(tls_files["cert"]), "--tls-key-file", str(tls_files["key"]),
-                             "--tls-ca-cert-file", str(tls_files["ca"]), "--tls-auth-clients", "no",
-                             tls_port=True) as server:
-        probe = checked_probe(make_instance("redis", port=server.port, tls=True, ca_file=str(tls_files["ca"])))
-        try:
-            owner = Owner(probe.instance.name, probe)
-            for _ in range(3):
-                recorder.results.clear()
-                loop.check(owner)
-                assert recorder.result(owner.name).ok
-            assert loop.quick_checks == 3
-            assert probe.check().ok
-        finally:
-            probe.close()
+def test_quick_redis_ping_over_tls(make_instance, loop, recorder, tls_redis, tls_files):
+    probe = checked_probe(make_instance("redis", port=tls_redis.port, tls=True, ca_file=str(tls_files["ca"])))
+    try:
+        owner = Owner(probe.instance.name, probe)
+        run_quick_checks(loop, recorder, owner, 3)
+        assert probe.check().ok
+    finally:
+        probe.close()
 
 
 @pytest.mark.parametrize("ssl_mode", ["verify-full", "prefer"])
@@ -152,11 +155,7 @@ def test_quick_mysql_ping_over_tls(mariadb_datadir, make_instance, loop, recorde
         try:
             assert isinstance(probe._connection._sock, ssl.SSLSocket)
             owner = Owner(probe.instance.name, probe)
-            for _ in range(3):
-                recorder.results.clear()
-                loop.check(owner)
-                assert recorder.result(owner.name).ok
-            assert loop.quick_checks == 3
+            run_quick_checks(loop, recorder, owner, 3)
             # PyMySQL still reads the connection correctly after the loop's pings over TLS.
             with probe._connection.cursor() as cursor:
                 cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
@@ -174,11 +173,7 @@ def test_quick_postgresql_query_over_tls(postgres_datadir, make_instance, loop, 
         try:
             assert probe._pgconn.ssl_in_use
             owner = Owner(probe.instance.name, probe)
-            for _ in range(3):
-                recorder.results.clear()
-                loop.check(owner)
-                assert recorder.result(owner.name).ok
-            assert loop.quick_checks == 3
+            run_quick_checks(loop, recorder, owner, 3)
             assert probe.check().ok
         finally:
             probe.close()
@@ -292,10 +287,7 @@ def test_quick_mysql_ping_does_not_abort_clients(mariadb_server, make_instance, 
     before = mariadb_server.aborted_clients()
     probe = checked_probe(make_instance("mysql", port=mariadb_server.port, user="root", database=None))
     owner = Owner(probe.instance.name, probe)
-    for _ in range(3):
-        recorder.results.clear()
-        loop.check(owner)
-        assert recorder.result(owner.name).ok
+    run_quick_checks(loop, recorder, owner, 3)
     probe.close()
     assert mariadb_server.aborted_clients() == before
 

@@ -57,7 +57,8 @@ class QuickCheck:
 
     The probe loop waits until `fileno` is readable, or writable while `wants_write`, then
     calls `advance`, which returns True once the check is complete and raises if it failed.
-    A check that `done` is complete already (a TCP connect that succeeded at once).
+    `done` is set when the check completed as it started (a TCP connect that was refused or
+    accepted at once).
     `owns_socket` means `fileno` belongs to this check alone and closes with it, unlike a kept
     connection, which stays open for the exit watch.
     """
@@ -204,9 +205,10 @@ class Probe(abc.ABC):
         """
         try:
             quick.close()
-            latency_ms = (time.monotonic() - quick.started) * 1000
+            now = time.monotonic()
+            latency_ms = (now - quick.started) * 1000
             if quick.error is None:
-                return ProbeResult.success(latency_ms, self._cached_details(time.monotonic()))
+                return ProbeResult.success(latency_ms, self._cached_details(now))
             self._drop()
             if not self.QUICK_FAILURE_IS_FINAL and not isinstance(quick.error, ProbeTimeout):
                 log.debug("probe name=%s kept connection failed (%s), reconnecting",

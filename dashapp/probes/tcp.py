@@ -13,7 +13,7 @@ class TCPProbe(Probe):
     """Opens and closes a connection on every check; nothing is kept between checks.
 
     A kept socket would tell nothing about a service whose protocol the probe does not speak.
-    For an IP address the connect runs as a quick check; a host name needs a lookup first,
+    For an IP address the connect runs as a quick check. A host name needs a lookup first,
     which blocks, so it takes a full check.
     """
 
