@@ -231,7 +231,6 @@ class ProbeLoop:
         self._slots[owner.name] = slot
         if not self._register(slot, selectors.EVENT_READ):
             # The socket closed before it was watched: the server may be gone, so probe now.
-            self._remove(slot)
             self._call(self._on_exit, owner)
 
     def _own_slot(self, owner: Any) -> _Slot | None:
@@ -279,9 +278,10 @@ class ProbeLoop:
     def _complete(self, slot: _Slot) -> None:
         quick, slot.quick = slot.quick, None
         if quick.error is None and not quick.owns_socket:
-            # The kept connection is idle again: watch it for the server's exit.
-            if slot.events != selectors.EVENT_READ and not self._register(slot, selectors.EVENT_READ):
-                self._remove(slot)
+            # The kept connection is idle again: watch it for the server's exit. A failed
+            # registration removes the slot, and the next scheduled probe finds out why.
+            if slot.events != selectors.EVENT_READ:
+                self._register(slot, selectors.EVENT_READ)
         else:
             # Unregister before the probe closes the socket, so a reused descriptor is not confused.
             self._remove(slot)
@@ -306,6 +306,7 @@ class ProbeLoop:
                 log.exception("probe loop: aborting the quick check of %s failed", slot.owner.name)
 
     def _register(self, slot: _Slot, events: int) -> bool:
+        """Register (or modify) the slot's socket for `events`; on failure remove the slot and return False."""
         selector = self._selector
         try:
             if slot.registered:
